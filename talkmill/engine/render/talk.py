@@ -8,8 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from talkmill.engine.render.compose import Framing, LogoOverlay, Stopwatch
 from talkmill.engine.render.drivers import Driver
+from talkmill.engine.render.encode import VideoWriter
+from talkmill.engine.render.face import FaceFinder, FaceFit
+from talkmill.engine.render.motion import blink_track, expression_tracks, head_tracks
+from talkmill.engine.render.mouth import MouthInterior
+from talkmill.engine.render.rig import Rig
 from talkmill.engine.render.speech import Speech
+from talkmill.engine.render.visemes import frame_count, loudness, tracks_from_audio, tracks_from_phones
+from talkmill.engine.render.warp import MeshWarp
+
+FPS = 25
 
 
 @dataclass
@@ -28,6 +38,9 @@ class RenderResult:
 class Renderer:
     """Holds the face model; `render` is called once per talk, in a worker process."""
 
+    def __init__(self) -> None:
+        self.faces = FaceFinder()
+
     def render(
         self,
         image: np.ndarray,
@@ -40,6 +53,65 @@ class Renderer:
         """Render `speech` spoken by the largest face in `image` (RGB uint8) to `out_path`.
 
         `config` is the talk's config with defaults filled (TALKS_API.md). `logo` is an RGBA image.
-        Raises FaceError when no face is found, LogoError for an unusable logo.
+        Raises FaceError when no face is found.
         """
-        raise NotImplementedError  # being written (issue 2)
+        clock = Stopwatch()
+        fit = self.faces.find(image, float(config.get("align_expand_factor", 0.3)))
+        frame = Framing(image, fit, stitch=bool(config.get("stitch")), sharpen=bool(config.get("sharpen", True)))
+        rig = Rig(self.faces.landmarks(frame.work), frame.work_size, float(config.get("normalization_factor", 1)))
+        clock.lap("landmarks")
+        n_frames = frame_count(speech.duration, FPS)
+        tracks = build_tracks(speech, n_frames, config, driver)
+        warp = MeshWarp(rig.base, rig.triangles, frame.work_size)
+        interior = MouthInterior(frame.work, rig)
+        overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
+        fmt = _result_format(config)
+        with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
+            for i in range(n_frames):
+                points = rig.pose_points({name: values[i] for name, values in tracks.items()})
+                face = warp.warp(frame.work, points)
+                interior.paint(face, points)
+                out = frame.compose(face)
+                if overlay is not None:
+                    overlay.apply(out)
+                writer.write(out)
+        clock.lap("animate_encode")
+        return RenderResult(
+            path=out_path,
+            num_frames=n_frames,
+            duration=round(speech.duration, 3),
+            resolution=frame.out_size,
+            size_kib=out_path.stat().st_size / 1024,
+            num_faces=fit.num_faces,
+            mouth_open=rig.mouth_open,
+            face=_face_object(fit),
+            stage_seconds=clock.laps,
+        )
+
+
+def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: Driver) -> dict[str, np.ndarray]:
+    """Every pose parameter of the rig, per frame."""
+    energy = loudness(speech.samples, speech.sample_rate, n_frames, FPS)
+    mouth = tracks_from_phones if speech.phones else tracks_from_audio
+    tracks = mouth(speech, FPS, n_frames)
+    fluent = bool(config.get("fluent"))
+    tracks |= head_tracks(n_frames, FPS, driver, float(config.get("motion_factor", 1)), energy, fluent)
+    tracks |= expression_tracks(n_frames, FPS, config, driver, energy)
+    tracks["blink"] = blink_track(n_frames, FPS, np.random.default_rng(driver.seed + n_frames))
+    return tracks
+
+
+def _result_format(config: dict[str, Any]) -> str:
+    return str(config.get("result_format", "mp4")).lstrip(".").lower()
+
+
+def _face_object(fit: FaceFit) -> dict[str, Any]:
+    return {
+        "detection": list(fit.detection),
+        "top_left": list(fit.top_left),
+        "size": fit.size,
+        "overlap": "no",
+        "face_id": 0,
+        "detect_confidence": round(fit.confidence, 6),
+        "mask_confidence": -1,
+    }

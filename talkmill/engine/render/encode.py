@@ -1,0 +1,87 @@
+"""Writing the video: H.264 + AAC in MP4 or MOV, or an animated GIF (no sound), through PyAV.
+
+The only module of the renderer that writes media files. libx264 and the AAC encoder ship in PyAV's
+wheel: no system ffmpeg.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+FORMATS = {"mp4": "mp4", "mov": "mov", "gif": "gif"}
+CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "gif": "image/gif"}
+AAC_FRAME = 1024
+
+
+class VideoWriter:
+    """Frames in (RGB uint8, even sides), a finished file out. Use as a context manager."""
+
+    def __init__(self, path: Path, fmt: str, size: tuple[int, int], fps: int, audio: np.ndarray, sample_rate: int):
+        self.fmt = fmt
+        self.fps = fps
+        self._container = av.open(str(path), mode="w", format=FORMATS[fmt])
+        self._video = self._add_video(size, fps)
+        self._audio = None if fmt == "gif" else self._add_audio(sample_rate)
+        self._samples = np.clip(audio, -1, 1).astype(np.float32)
+        self._sample_rate = sample_rate
+        self._audio_written = 0
+        self.frames = 0
+
+    def _add_video(self, size: tuple[int, int], fps: int):
+        if self.fmt == "gif":
+            stream = self._container.add_stream("gif", rate=fps)
+            stream.pix_fmt = "rgb8"
+        else:
+            stream = self._container.add_stream("libx264", rate=fps)
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"preset": "veryfast", "crf": "21", "tune": "film"}
+        stream.width, stream.height = size
+        stream.time_base = Fraction(1, fps)
+        return stream
+
+    def _add_audio(self, sample_rate: int):
+        stream = self._container.add_stream("aac", rate=sample_rate)
+        stream.layout = "mono"
+        stream.bit_rate = 96_000
+        return stream
+
+    def write(self, frame: np.ndarray) -> None:
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = self.frames
+        self._container.mux(self._video.encode(video_frame))
+        self.frames += 1
+        # Audio goes in alongside, so the muxer interleaves as it goes instead of buffering the video.
+        self._write_audio(until=int(self.frames / self.fps * self._sample_rate))
+
+    def close(self) -> None:
+        self._container.mux(self._video.encode(None))
+        self._write_audio(until=len(self._samples))
+        if self._audio is not None:
+            self._container.mux(self._audio.encode(None))
+        self._container.close()
+
+    def _write_audio(self, until: int) -> None:
+        if self._audio is None:
+            return
+        while self._audio_written + AAC_FRAME <= until or (until == len(self._samples) > self._audio_written):
+            start = self._audio_written
+            chunk = self._samples[start : start + AAC_FRAME]
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+            frame.sample_rate = self._sample_rate
+            frame.pts = start
+            frame.time_base = Fraction(1, self._sample_rate)
+            self._container.mux(self._audio.encode(frame))
+            self._audio_written += len(chunk)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
