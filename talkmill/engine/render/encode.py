@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 FORMATS = {"mp4": "mp4", "mov": "mov", "gif": "gif"}
@@ -50,7 +51,10 @@ class VideoWriter:
         return stream
 
     def write(self, frame: np.ndarray) -> None:
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        if self.fmt == "gif":
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        else:  # OpenCV's SIMD conversion is several times faster than swscale's
+            video_frame = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
         video_frame.pts = self.frames
         self._container.mux(self._video.encode(video_frame))
         self.frames += 1

@@ -24,7 +24,8 @@ class MeshWarp:
         self.triangles = triangles
         self.width, self.height = size
         src = self.source[triangles]  # (T, 3, 2)
-        self._src_h = np.concatenate([src, np.ones((len(triangles), 3, 1))], axis=2)  # (T, 3, 3)
+        self._src_origin = src[:, 0]
+        self._src_edges = np.stack([src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]], axis=2)  # (T, 2, 2) columns
 
     def warp(self, image: np.ndarray, points: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """`image` with its control points moved to `points`; pixels outside `box` (x1, y1, x2, y2) keep still."""
@@ -68,14 +69,22 @@ class MeshWarp:
         return index
 
     def _maps(self, points: np.ndarray, index: np.ndarray, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-        dst = points[self.triangles]
-        dst_h = np.concatenate([dst, np.ones((len(self.triangles), 3, 1))], axis=2)
-        # affine A with src = A @ [x, y, 1]: A = src^T @ inv(dst^T), solved per triangle at once
-        affine = np.linalg.solve(dst_h, self._src_h).transpose(0, 2, 1)[:, :2, :]  # (T, 2, 3)
-        coef = np.concatenate([affine.reshape(-1, 6), [[1, 0, 0, 0, 1, 0]]]).T.astype(np.float32)  # -1: identity
+        coef = np.concatenate([self._affines(points), [[1, 0, 0, 0, 1, 0]]]).T.astype(np.float32)  # -1: identity
         ys, xs = self._grid(index.shape, x1, y1)
         a = [c[index] for c in coef]
         return a[0] * xs + a[1] * ys + a[2], a[3] * xs + a[4] * ys + a[5]
+
+    def _affines(self, points: np.ndarray) -> np.ndarray:
+        """(T, 6) row-major 2×3 maps from each moved triangle back to its source triangle, in closed form
+        (a batched LAPACK solve costs ~40× more for 3×3 systems)."""
+        dst = points[self.triangles]
+        e1, e2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        det = np.where(np.abs(det) < 1e-9, np.copysign(1e-9, det), det)  # a collapsed triangle covers no pixel
+        inverse = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
+        linear = self._src_edges @ inverse  # (T, 2, 2)
+        shift = self._src_origin - np.einsum("tij,tj->ti", linear, dst[:, 0])
+        return np.concatenate([linear, shift[:, :, None]], axis=2).reshape(-1, 6)
 
     def _grid(self, shape: tuple[int, int], x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
         key = (shape, x1, y1)

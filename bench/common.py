@@ -1,0 +1,59 @@
+"""Shared by the benchmarks: sample text, portraits, and rendering one talk the way a worker does."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+from talkmill.engine.render.drivers import choose_driver
+from talkmill.engine.render.image import load_image
+from talkmill.engine.render.speech import Speech
+from talkmill.engine.render.talk import Renderer, RenderResult
+from talkmill.engine.render.tts import Synthesizer
+from talkmill.engine.render.voices import resolve_voice
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAITS = {
+    "astronaut": ROOT / "examples/presenters/astronaut.png",
+    "grace_hopper": ROOT / "examples/presenters/grace_hopper.jpg",
+}
+DEFAULT_CONFIG = {"stitch": False, "result_format": "mp4", "align_expand_factor": 0.3, "sharpen": True,
+                  "normalization_factor": 1, "motion_factor": 1, "fluent": False}
+PARAGRAPH = (
+    "Good morning, and welcome to the quarterly product briefing. Over the past three months our team "
+    "shipped four major features, fixed more than two hundred bugs, and cut the average page load time "
+    "by almost a third. Today I will walk you through what changed, why it matters for your daily work, "
+    "and what comes next. First, the new search. It now understands whole questions, not just keywords, "
+    "so you can type what you mean and find the right document on the first try. "
+)
+
+
+def text_of_seconds(seconds: float) -> str:
+    """About `seconds` of speech for the joe voice (~15 characters a second)."""
+    chars = int(seconds * 19)
+    return (PARAGRAPH * (chars // len(PARAGRAPH) + 1))[:chars].rsplit(" ", 1)[0] + "."
+
+
+def synthesize(text: str, synthesizer: Synthesizer | None = None) -> Speech:
+    synthesizer = synthesizer or Synthesizer()
+    return synthesizer.synthesize(text, resolve_voice(None))
+
+
+def render(portrait: str, speech: Speech, out: Path, renderer: Renderer | None = None) -> RenderResult:
+    data = PORTRAITS[portrait].read_bytes()
+    renderer = renderer or Renderer()
+    return renderer.render(load_image(data), speech, DEFAULT_CONFIG, choose_driver(None, data), out)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,46 @@
+"""Engine speed: one 60-second text talk rendered the way a worker renders it, end to end.
+
+Prints processing_fps (frames / seconds from text to finished MP4: TTS, landmarks, animation, encode),
+each stage's time, model loading apart, and the peak RSS of the process.
+v1 target on a 2-core machine: at least 50 fps and under 600 MB.
+
+    .venv/bin/python -m bench.engine_speed [--seconds 60] [--portrait grace_hopper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from bench.common import PORTRAITS, Timer, peak_rss_mb, render, synthesize, text_of_seconds
+from talkmill.engine.render.talk import Renderer
+from talkmill.engine.render.tts import Synthesizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--portrait", choices=sorted(PORTRAITS), default="grace_hopper")
+    args = parser.parse_args()
+    with Timer() as loading:
+        synthesizer, renderer = Synthesizer(), Renderer()
+        synthesizer.warm()
+    text = text_of_seconds(args.seconds)
+    with tempfile.TemporaryDirectory() as tmp, Timer() as total:
+        with Timer() as tts:
+            speech = synthesize(text, synthesizer)
+        result = render(args.portrait, speech, Path(tmp) / "talk.mp4", renderer)
+    fps = result.num_frames / total.seconds
+    print(f"talk: {speech.duration:.1f} s of speech, {result.num_frames} frames, {result.size_kib:.0f} KiB")
+    print(f"model loading (apart): {loading.seconds:.2f} s")
+    print(f"stage tts:            {tts.seconds:.2f} s  (real-time factor {tts.seconds / speech.duration:.3f})")
+    for stage, seconds in result.stage_seconds.items():
+        print(f"stage {stage + ':':<15} {seconds:.2f} s")
+    print(f"end to end:           {total.seconds:.2f} s")
+    print(f"processing_fps:       {fps:.1f}   (target >= 50)")
+    print(f"peak RSS:             {peak_rss_mb():.0f} MB   (target < 600)")
+
+
+if __name__ == "__main__":
+    main()

