@@ -1,0 +1,90 @@
+"""The engine's FastAPI app. Its lifespan opens the store, re-queues talks a crash left `started`,
+starts the worker processes, their supervisor and the webhook dispatcher, and stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from talkmill.engine.api import media, talks
+from talkmill.engine.api.handlers import install_handlers
+from talkmill.engine.fetch import FetchPolicy
+from talkmill.engine.jobs.dispatch import WebhookDispatcher
+from talkmill.engine.jobs.store import TalkStore
+from talkmill.engine.jobs.workers import WorkerPool, WorkerSpec
+from talkmill.engine.settings import EngineSettings, prepare
+
+log = logging.getLogger("talkmill.engine")
+
+SUPERVISE_SECONDS = 1.0
+
+
+def fetch_policy(settings: EngineSettings) -> FetchPolicy:
+    return FetchPolicy(
+        allow_private=settings.allow_private_urls,
+        timeout=settings.fetch_timeout,
+        uploads_dir=settings.uploads_dir,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+
+
+def create_app(settings: EngineSettings | None = None) -> FastAPI:
+    settings, generated = prepare(settings or EngineSettings())
+    for path in generated:
+        log.info("generated %s (mode 0600)", path)
+    app = FastAPI(
+        title="talkmill engine",
+        version="1",
+        description="A self-hosted Talks service speaking D-ID's /talks API; renders offline on CPU.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.generated = generated
+    app.state.keys = settings.key_values()
+    app.state.policy = fetch_policy(settings)
+    install_handlers(app)
+    for router in (talks.router, media.uploads, media.voices, media.public):
+        app.include_router(router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: EngineSettings = app.state.settings
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    store = TalkStore(settings.db_path)
+    requeued = store.requeue_orphans(())  # no worker is alive yet: every `started` talk was interrupted
+    if requeued:
+        log.warning("re-queued %d talk(s) left started: %s", len(requeued), ", ".join(requeued))
+    spec = WorkerSpec(
+        settings.db_path, settings.results_dir, settings.base_url, app.state.policy, parent_pid=os.getpid()
+    )
+    pool = WorkerPool(settings.workers, spec, store)
+    pool.start()
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    dispatcher = WebhookDispatcher(store, secret, app.state.policy)
+    app.state.store, app.state.pool = store, pool
+    background = [asyncio.create_task(_supervise(pool)), asyncio.create_task(dispatcher.run())]
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await dispatcher.stop()
+        await asyncio.to_thread(pool.stop)
+        store.close()
+
+
+async def _supervise(pool: WorkerPool) -> None:
+    while True:
+        await asyncio.sleep(SUPERVISE_SECONDS)
+        try:
+            await asyncio.to_thread(pool.supervise)
+        except Exception:  # supervision must outlive any one failure
+            log.exception("supervising workers failed")

@@ -1,0 +1,174 @@
+"""Request and response bodies of the Talks API (TALKS_API.md), as pydantic models.
+
+Requests forbid unknown fields, as D-ID does: a typo is a 400 naming the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Expression = Literal["neutral", "happy", "serious", "surprise"]
+ResultFormat = Literal["mp4", "mov", "gif"]
+MAX_TEXT = 40_000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Provider(Strict):
+    """One shape for every provider D-ID names; `voices.resolve_voice` decides what is valid."""
+
+    type: str
+    voice_id: str | None = None
+    voice_config: dict[str, Any] | None = None  # style/rate/pitch (elevenlabs: its own), checked by voices
+    language: str | None = None
+    model_id: str | None = None
+
+
+class TextScript(Strict):
+    type: Literal["text"]
+    input: str = Field(min_length=3, max_length=MAX_TEXT)
+    ssml: bool = False
+    subtitles: bool = False
+    provider: Provider | None = None
+
+
+class AudioScript(Strict):
+    type: Literal["audio"]
+    audio_url: str = Field(min_length=1)
+    reduce_noise: bool = False
+    subtitles: bool = False
+
+
+Script = Annotated[Union[TextScript, AudioScript], Field(discriminator="type")]
+
+
+class Logo(Strict):
+    url: str
+    position: tuple[int, int] = (0, 0)
+
+
+class TimedExpression(Strict):
+    start_frame: float = Field(ge=0)
+    expression: Expression
+    intensity: float = Field(ge=0, le=1)
+
+
+class DriverExpressions(Strict):
+    expressions: list[TimedExpression]
+    transition_frames: float = Field(0, ge=0)
+
+
+class TalkConfig(Strict):
+    """Defaults are what GET echoes when the caller set nothing."""
+
+    stitch: bool = False
+    result_format: ResultFormat = "mp4"
+    fluent: bool = False
+    pad_audio: float = Field(0, ge=0, le=60)
+    align_driver: bool = True
+    align_expand_factor: float = Field(0.3, ge=0, le=2)
+    auto_match: bool = True
+    normalization_factor: float = Field(1, ge=0, le=1)
+    motion_factor: float = Field(1, ge=0, le=2)
+    sharpen: bool = True
+    logo: Logo | None = None
+    driver_expressions: DriverExpressions | None = None
+
+    @field_validator("result_format", mode="before")
+    @classmethod
+    def _strip_dot(cls, value: Any) -> Any:
+        # D-ID echoes ".mp4"; clients copy it back.
+        return value.lstrip(".") if isinstance(value, str) else value
+
+    def applied(self) -> dict[str, Any]:
+        """The config as the renderer gets it and GET echoes it: defaults filled, unset extras left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class TalkCreate(Strict):
+    source_url: str = Field(min_length=1)
+    driver_url: str | None = None
+    script: Script
+    config: TalkConfig = Field(default_factory=TalkConfig)
+    webhook: str | None = None
+    user_data: str | None = Field(None, min_length=1, max_length=1000)
+    name: str | None = Field(None, max_length=1000)
+    result_url: str | None = None
+    persist: bool = False
+
+
+class TalkCreated(BaseModel):
+    id: str
+    object: Literal["talk"] = "talk"
+    created_by: str
+    created_at: str
+    status: str
+
+
+class Metadata(BaseModel):
+    driver_url: str
+    mouth_open: bool
+    num_faces: int
+    num_frames: int
+    processing_fps: float
+    resolution: tuple[int, int]
+    size_kib: float
+    voice_id: str | None = None
+
+
+class Face(BaseModel):
+    detection: list[float]
+    top_left: list[float]
+    size: int
+    overlap: str
+    face_id: int
+    detect_confidence: float
+    mask_confidence: float
+
+
+class ErrorBody(BaseModel):
+    kind: str
+    description: str
+    details: Any = None
+
+
+class Talk(BaseModel):
+    """The full talk, as GET /talks/{id} answers and the webhook posts it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["talk"] = "talk"
+    status: Literal["created", "started", "done", "error", "rejected"]
+    created_at: str
+    created_by: str
+    user_id: str
+    started_at: str | None = None
+    modified_at: str | None = None
+    source_url: str
+    driver_url: str | None = None
+    audio_url: str | None = None
+    result_url: str | None = None
+    duration: float | None = None
+    config: dict[str, Any]
+    script: dict[str, Any] | None = None
+    user_data: str | None = None
+    webhook: str | None = None
+    name: str | None = None
+    metadata: Metadata | None = None
+    face: Face | None = None
+    error: ErrorBody | None = None
+
+
+class TalkList(BaseModel):
+    talks: list[Talk]
+    token: str | None = None
+
+
+class Upload(BaseModel):
+    id: str
+    url: str

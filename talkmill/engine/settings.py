@@ -1,0 +1,96 @@
+"""The engine's settings, in one place: environment variables prefixed TALKMILL_ENGINE_, or arguments.
+
+Secrets (API keys, the webhook signing secret) come from the environment or a file; when none is given
+the engine generates one on first start and keeps it in its data dir (mode 0600), so a restart keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KEY_FILE = "api_key"
+WEBHOOK_SECRET_FILE = "webhook_secret"
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALKMILL_ENGINE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8700, ge=0, le=65535)
+    data_dir: Path = Path(".talkmill/engine")
+    # API keys: TALKMILL_ENGINE_KEYS="k1,k2", or a file with one key per line; else generated.
+    keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    keys_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    allow_private_urls: bool = False  # loopback/private/link-local fetches (tests, the local demo)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)  # 0: accept, never render
+    max_queue: int = Field(100, ge=1)  # created + started talks; beyond it POST /talks answers 429
+    public_base_url: str | None = None  # where results are served; default http://{host}:{port}
+    s3_endpoint_url: str | None = None  # S3-compatible store (SeaweedFS, MinIO); None: AWS
+    fetch_timeout: float = Field(20.0, gt=0)  # seconds, per fetched input
+    webhook_timeout: float = Field(10.0, gt=0)
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "talks.db"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    def key_values(self) -> list[str]:
+        return [key.get_secret_value() for key in self.keys]
+
+
+def prepare(settings: EngineSettings) -> tuple[EngineSettings, list[Path]]:
+    """Settings with keys and webhook secret filled in (read or generated), and the files generated now.
+
+    Creates the data dir. Idempotent: a second call on prepared settings changes nothing.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    generated: list[Path] = []
+    keys = settings.keys
+    if not keys and settings.keys_file is not None:
+        lines = settings.keys_file.read_text().splitlines()
+        keys = [SecretStr(line.strip()) for line in lines if line.strip()]
+    if not keys:
+        key, path = _read_or_generate(settings.data_dir / KEY_FILE, generated)
+        keys = [SecretStr(key)]
+    secret = settings.webhook_secret
+    if secret is None:
+        value, _ = _read_or_generate(settings.data_dir / WEBHOOK_SECRET_FILE, generated)
+        secret = SecretStr(value)
+    return settings.model_copy(update={"keys": keys, "webhook_secret": secret}), generated
+
+
+def _read_or_generate(path: Path, generated: list[Path]) -> tuple[str, Path]:
+    if path.exists():
+        return path.read_text().strip(), path
+    value = "tm_" + secrets.token_urlsafe(24)
+    # Created with 0600 from the start: never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(value + "\n")
+    generated.append(path)
+    return value, path

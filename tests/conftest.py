@@ -1,0 +1,61 @@
+"""Shared fixtures: a static file server and real engine processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.engine.helpers import (
+    PRESENTERS,
+    Engine,
+    StaticServer,
+    bomb_png,
+    png_bytes,
+    serve_directory,
+    speechlike_mp3,
+    start_engine,
+)
+
+
+@pytest.fixture(scope="session")
+def static_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticServer]:
+    """Serves the portraits and test media over http://127.0.0.1:<port>/<name> (also /slow/<s>/<name>)."""
+    root = tmp_path_factory.mktemp("static")
+    for name in ("astronaut.png", "grace_hopper.jpg"):
+        shutil.copy(PRESENTERS / name, root / name)
+    (root / "not-an-image.png").write_bytes(b"this is text, not a PNG\n" * 20)
+    (root / "bomb.png").write_bytes(bomb_png())
+    (root / "grey.png").write_bytes(png_bytes(256, 256))
+    (root / "speech.mp3").write_bytes(speechlike_mp3())
+    (root / "garbage.mp3").write_bytes(b"\x00\x01 definitely not audio " * 50)
+    server = serve_directory(root)
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The engine most tests share: 2 workers, loopback fetches allowed, key tests.helpers.KEY."""
+    started = start_engine(tmp_path_factory.mktemp("engine") / "data", workers=2)
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[httpx.Client]:
+    with engine.client() as http:
+        yield http
+
+
+@pytest.fixture
+def astronaut_url(static_server: StaticServer) -> str:
+    return static_server.url("astronaut.png")
+
+
+@pytest.fixture
+def fresh_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "engine-data"
