@@ -39,7 +39,7 @@ class MouthInterior:
         x2, y2 = min(x2, frame.shape[1]), min(y2, frame.shape[0])
         if x2 - x1 < 2 or y2 - y1 < 2 or _max_gap(points) < 1.0:
             return
-        mask = _polygon_mask(loop - [x1, y1], (y2 - y1, x2 - x1))
+        mask = polygon_mask(loop - [x1, y1], (y2 - y1, x2 - x1))
         layer = self._layer(points, x1, y1, x2, y2)
         region = frame[y1:y2, x1:x2].astype(np.float32)
         frame[y1:y2, x1:x2] = (region + (layer - region) * mask[..., None]).astype(np.uint8)
@@ -112,7 +112,7 @@ def _max_gap(points: np.ndarray) -> float:
     return float(np.max(points[L.LIP_INNER_LOWER[1:-1], 1] - points[L.LIP_INNER_UPPER[1:-1], 1]))
 
 
-def _polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     fixed = np.round(polygon * (1 << SHIFT)).astype(np.int32)
     cv2.fillPoly(mask, [fixed], 255, lineType=cv2.LINE_AA, shift=SHIFT)
@@ -136,6 +136,6 @@ def _photo_teeth(image: np.ndarray, rig: Rig) -> tuple[np.ndarray, np.ndarray, t
     x2, y2 = np.ceil(loop.max(axis=0)).astype(int) + 2
     x1, y1 = max(x1, 0), max(y1, 0)
     patch = image[y1:y2, x1:x2].copy()
-    mask = _polygon_mask(loop - [x1, y1], patch.shape[:2])
+    mask = polygon_mask(loop - [x1, y1], patch.shape[:2])
     mask = cv2.erode(mask, np.ones((2, 2), np.uint8))  # keep the lips' own edge out of the patch
     return patch, mask, (x1, y1)

@@ -11,6 +11,7 @@ import numpy as np
 from talkmill.engine.render.compose import Framing, LogoOverlay, Stopwatch
 from talkmill.engine.render.drivers import Driver
 from talkmill.engine.render.encode import VideoWriter
+from talkmill.engine.render.eyes import Eyelids
 from talkmill.engine.render.face import FaceFinder, FaceFit
 from talkmill.engine.render.motion import blink_track, expression_tracks, head_tracks
 from talkmill.engine.render.mouth import MouthInterior
@@ -64,6 +65,7 @@ class Renderer:
         tracks = build_tracks(speech, n_frames, config, driver)
         warp = MeshWarp(rig.base, rig.triangles, frame.work_size)
         interior = MouthInterior(frame.work, rig)
+        lids = Eyelids(frame.work, rig)
         overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
         fmt = _result_format(config)
         with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
@@ -71,6 +73,7 @@ class Renderer:
                 points = rig.pose_points({name: values[i] for name, values in tracks.items()})
                 face = warp.warp(frame.work, points)
                 interior.paint(face, points)
+                lids.paint(face, points, tracks["blink"][i])
                 out = frame.compose(face)
                 if overlay is not None:
                     overlay.apply(out)
