@@ -38,7 +38,8 @@ class Rig:
         self._weights(lm)
         self._lip_pairs()
         self._eye_pairs()
-        self.triangles = triangulate(self.pose_points({"jaw": 0.15}), size)
+        mesh = self._mesh_indices()
+        self.triangles = mesh[triangulate(self.pose_points({"jaw": 0.15})[mesh], size)]
 
     # -- construction -------------------------------------------------------------------------------
     def _frame(self, lm: np.ndarray) -> None:
@@ -123,6 +124,24 @@ class Rig:
         eye_v = float(self.v[eye_indices].mean())
         # Forehead follows the brows; fades out below them.
         self.w_brow = smoothstep(eye_v, brow_v, self.v) * (self.ring_level < 2)
+
+    def _mesh_indices(self) -> np.ndarray:
+        """The points the warp triangulates: every feature point (lips, lids, brows, nose, outline), all
+        points near the mouth and eyes, and the rest thinned to ~0.2 iod apart. Cheeks and forehead only
+        follow the head, smoothly, so their extra triangles cost time (one fill each per frame) and add
+        nothing. The other points still move and are measured; they just do not shape triangles."""
+        features = L.UPPER_LIP | L.LOWER_LIP | set(L.MOUTH_CORNERS + L.INNER_CORNERS) | set(L.FACE_OVAL + L.NOSE)
+        features |= {i for eye in L.EYES for key in ("upper", "lower", "crease", "brow") for i in eye[key]}
+        eye_centres = [self.base[eye["upper"] + eye["lower"]].mean(axis=0) for eye in L.EYES]
+        near = np.linalg.norm(self.base[:468] - self.mouth_centre, axis=1) < 0.45 * self.iod
+        for centre in eye_centres:
+            near |= np.linalg.norm(self.base[:468] - centre, axis=1) < 0.3 * self.iod
+        kept = sorted(features | set(np.flatnonzero(near)))
+        for i in range(468):
+            if i not in features and not near[i]:
+                if np.min(np.linalg.norm(self.base[kept] - self.base[i], axis=1)) >= 0.2 * self.iod:
+                    kept.append(i)
+        return np.array(sorted(kept) + list(range(468, len(self.base))))
 
     # -- posing -------------------------------------------------------------------------------------
     def pose_points(self, pose: dict[str, float]) -> np.ndarray:

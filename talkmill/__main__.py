@@ -1,0 +1,3 @@
+from talkmill.cli import app
+
+app()
