@@ -19,6 +19,28 @@ def main() -> None:
     """talkmill: content in, talking-presenter videos out."""
 
 
+@app.command("run")
+def run(
+    sources: list[str] = typer.Argument(..., help="Files, folders, http(s) URLs or s3:// keys (.html, .md, .csv, .txt)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A YAML pipeline config (configs/default.yaml)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="A folder, file://… or s3://bucket/prefix [default: ./output]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate, write the plan manifest, create no talk."),
+    wait: Optional[str] = typer.Option(None, help="webhook (falls back to polling) or poll [default: webhook]."),
+    talks_url: Optional[str] = typer.Option(None, help="A Talks-compatible API; its key in $TALKMILL_TALKS_KEY [default: the local engine]."),
+    concurrency: Optional[int] = typer.Option(None, help="Talks in flight at once [default: 2]."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
+) -> None:
+    """Turn content into presenter videos: videos, a manifest and a gallery in the output."""
+    from talkmill.run_cli import quiet_prefect
+
+    quiet_prefect(verbose)
+    from talkmill.run_cli import run as run_flow
+
+    options = {"config": str(config) if config else None, "output": output, "dry_run": dry_run, "wait": wait,
+               "talks_url": talks_url, "concurrency": concurrency}
+    raise typer.Exit(run_flow(sources, **options))
+
+
 @engine.command("serve")
 def serve(
     host: Optional[str] = typer.Option(None, help="Address to listen on [default: 127.0.0.1]."),

@@ -2,7 +2,8 @@
 
 Its data dir persists (default ./.talkmill/engine), so a re-run finds talks still in flight, and it
 keeps the port it used last (stored beside the data): a finished talk's result_url names that port.
-The key and webhook secret are read or generated in the data dir, as the engine itself would.
+The key and webhook secret are read or generated in the data dir, as the engine itself would. An engine
+left running on that port by a run that was killed is adopted (and stopped at the end), never doubled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from talkmill.engine.settings import EngineSettings, prepare
 
 DEFAULT_DATA_DIR = Path(".talkmill/engine")
 PORT_FILE = "local_port"
+PID_FILE = "local_pid"
 START_TIMEOUT = 120.0  # the workers load their models before /health counts them
 
 
@@ -34,8 +36,11 @@ class LocalEngine:
         self.port = _port_for(data_dir)
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
+        self._pid: int | None = None
 
     def start(self) -> "LocalEngine":
+        if self._adopt():
+            return self
         env = {
             **os.environ,
             "TALKMILL_ENGINE_KEYS": self.key,
@@ -47,18 +52,41 @@ class LocalEngine:
                    "--data-dir", str(self.data_dir), "--workers", str(self.workers), "--log-level", "warning"]
         log = open(self.data_dir / "engine.log", "ab")  # noqa: SIM115 (the child keeps it open)
         self._process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        self._pid = self._process.pid
+        (self.data_dir / PID_FILE).write_text(f"{self._pid}\n")
         self._wait_healthy()
         return self
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
+        """SIGTERM: the server stops its workers and re-queues their talks; SIGKILL if it hangs."""
+        if self._pid is None:
             return
-        os.killpg(self._process.pid, signal.SIGTERM)  # the server stops its workers and re-queues their talks
         try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait(5)
+            os.killpg(self._pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while _alive(self._pid, self._process) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(self._pid, self._process):
+                os.killpg(self._pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        (self.data_dir / PID_FILE).unlink(missing_ok=True)
+        self._pid = None
+
+    def _adopt(self) -> bool:
+        """Take over an engine of this data dir still serving on its port (its run was killed)."""
+        pid_file = self.data_dir / PID_FILE
+        if _is_free(self.port) or not pid_file.exists():
+            return False
+        try:
+            healthy = httpx.get(f"{self.url}/health", timeout=2).json().get("status") == "ok"
+            authorized = httpx.get(f"{self.url}/talks?limit=1", timeout=5,
+                                   headers={"Authorization": f"Bearer {self.key}"}).status_code == 200
+        except (httpx.HTTPError, ValueError):
+            return False
+        if healthy and authorized:
+            self._pid = int(pid_file.read_text().strip())
+        return self._pid is not None
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -83,15 +111,29 @@ class LocalEngine:
 
 
 def _port_for(data_dir: Path) -> int:
-    """The port this data dir used last, if it is free; else a free one, remembered for next time."""
-    remembered = data_dir / PORT_FILE
-    if remembered.exists() and _is_free(port := int(remembered.read_text().strip() or 0)):
-        return port
+    """The port this data dir used last, if it is free or our engine still holds it; else a free one,
+    remembered for next time."""
+    remembered, pid_file = data_dir / PORT_FILE, data_dir / PID_FILE
+    if remembered.exists():
+        port = int(remembered.read_text().strip() or 0)
+        ours = pid_file.exists() and _alive(int(pid_file.read_text().strip() or 0), None)
+        if port and (_is_free(port) or ours):
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     remembered.write_text(f"{port}\n")
     return port
+
+
+def _alive(pid: int, process: subprocess.Popen | None) -> bool:
+    if process is not None:
+        return process.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _is_free(port: int) -> bool:

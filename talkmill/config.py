@@ -1,0 +1,201 @@
+"""The pipeline's settings: a YAML file (see configs/default.yaml) loaded into pydantic models, with
+overrides from the CLI or flow parameters deep-merged on top.
+
+Relative presenter paths: in a config file they are relative to that file's folder (so a config and its
+images move together); in overrides they are relative to the current directory (they were typed in a
+shell). The built-in default is the repo's examples/presenters/grace_hopper.jpg, as an absolute path.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from talkmill.models import ConfigError, Voice
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PRESENTER = REPO_ROOT / "examples" / "presenters" / "grace_hopper.jpg"
+URL_SCHEMES = ("http://", "https://", "s3://", "upload://")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+EXPRESSIONS = ("neutral", "happy", "serious", "surprise")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TalkConfig(_Section):
+    """The talk's `config` (TALKS_API.md). Unset keys are left out, so the backend's defaults apply."""
+
+    stitch: bool | None = None
+    result_format: Literal["mp4", "mov", "gif"] | None = None
+    fluent: bool | None = None
+    pad_audio: float | None = Field(None, ge=0, le=60)
+    align_driver: bool | None = None
+    align_expand_factor: float | None = Field(None, ge=0)
+    auto_match: bool | None = None
+    normalization_factor: float | None = Field(None, ge=0, le=1)
+    motion_factor: float | None = Field(None, ge=0)
+    sharpen: bool | None = None
+    logo: dict[str, Any] | None = None
+    driver_expressions: dict[str, Any] | None = None
+
+    def as_request(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class SplitConfig(_Section):
+    max_chars: int = Field(900, ge=50, le=40_000)  # ~1 minute of the joe voice at ~15 characters/s
+    language: str = Field("en", pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*$")  # BCP 47: en, en-US, pt_BR
+
+
+class BackendConfig(_Section):
+    url: str | None = None  # None: the flow starts the local engine on 127.0.0.1
+    key_env: str = "TALKMILL_TALKS_KEY"  # the environment variable that holds the key, never the key
+    concurrency: int = Field(2, ge=1, le=256)
+    request_timeout: float = Field(30, gt=0)
+    poll_interval: float = Field(2, gt=0)
+    poll_max_interval: float = Field(15, gt=0)
+    talk_timeout: float = Field(1800, gt=0)
+    wait: Literal["webhook", "poll"] = "webhook"
+    webhook_timeout: float = Field(60, gt=0)  # no callback by then: fall back to polling
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> BackendConfig:
+        if self.poll_max_interval < self.poll_interval:
+            raise ValueError("poll_max_interval must be at least poll_interval")
+        return self
+
+
+class S3Config(_Section):
+    endpoint_url: str | None = None  # None: AWS itself; set for SeaweedFS, MinIO, R2
+    region: str | None = None
+
+
+class PipelineConfig(_Section):
+    presenter: str = str(DEFAULT_PRESENTER)
+    voice: Voice = Field(default_factory=Voice)
+    driver_url: str | None = None
+    talk_config: TalkConfig = Field(default_factory=TalkConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    output: str = "./output"  # a path (relative to the current directory), file://, or s3://bucket/prefix
+    s3: S3Config = Field(default_factory=S3Config)
+
+    @field_validator("presenter")
+    @classmethod
+    def _presenter_is_image(cls, value: str) -> str:
+        if not is_url(value) and not value.lower().endswith(IMAGE_SUFFIXES):
+            raise ValueError(
+                f"{value!r} is not an image; use a .jpg, .jpeg, .png or .webp file, or an http(s)/s3 URL"
+            )
+        return value
+
+
+def is_url(value: str) -> bool:
+    return value.lower().startswith(URL_SCHEMES)
+
+
+def resolve_presenter(value: str, base: Path) -> str:
+    """A local path made absolute against `base`; URLs and file:// unchanged apart from file:// → path."""
+    if is_url(value):
+        return value
+    path = Path(unquote(urlparse(value).path) if value.startswith("file://") else value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults, then the YAML file at `path`, then `overrides` deep-merged on top.
+
+    Overrides may be nested ({"backend": {"url": ...}}) or dotted ({"backend.url": ...}); a None value
+    means "not given" and leaves the key as it was, so a CLI can pass its unset options as they are.
+    """
+    data = _read_yaml(path) if path else {}
+    if path and isinstance(data.get("presenter"), str):
+        data["presenter"] = resolve_presenter(data["presenter"], path.resolve().parent)
+    extra = _expand_dotted(overrides or {})
+    if isinstance(extra.get("presenter"), str):
+        extra["presenter"] = resolve_presenter(extra["presenter"], Path.cwd())
+    merged = deep_merge(data, extra)
+    where = str(path) if path else "config"
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, where)) from error
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(error, 'problem', error)}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys (presenter, voice, ...), "
+                          "not a list or a value")
+    return data
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, recursing into mappings; None in `extra` leaves `base` alone."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+            merged[key] = deep_merge(merged.get(key, {}), value)  # a missing section too: its Nones drop
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _expand_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is set both as a value and as a section")
+        if isinstance(value, dict) and isinstance(target.get(leaf), dict):
+            target[leaf] = deep_merge(target[leaf], value)
+        else:
+            target[leaf] = value
+    return nested
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    lines = [f"{where}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(item["loc"][:-1]))
+            lines.append(f"  {key}: unknown key; allowed here: {allowed}")
+        else:
+            lines.append(f"  {key}: {item['msg'].removeprefix('Value error, ')} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = PipelineConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ["(see configs/default.yaml)"]
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,76 @@
+"""content_to_video: sources in (articles, handbooks, CSV rows), presenter videos and a manifest out.
+
+    ingest → plan scripts → check what exists → (dry run: validate) → talks → publish → manifest
+
+Run it with `talkmill run …`, from a Prefect deployment, or as `python -m talkmill.flows.content_to_video`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from talkmill.config import load_config
+from talkmill.connectors.backend import open_backend
+from talkmill.connectors.storage import open_store
+from talkmill.models import ContentError
+from talkmill.progress import emit
+from talkmill.tasks.ingest import ingest_source
+from talkmill.tasks.run import RunSummary, expand_sources, finish_run, new_run_id, plan_rows, validate_plan
+from talkmill.tasks.scripts import plan
+from talkmill.tasks.talks import index_existing, make_video
+
+
+@flow(name="content_to_video", log_prints=True)
+async def content_to_video(
+    sources: list[str],
+    config: str | None = None,
+    output: str | None = None,
+    dry_run: bool = False,
+    wait: Literal["webhook", "poll"] | None = None,
+    talks_url: str | None = None,
+    concurrency: int | None = None,
+) -> RunSummary:
+    """Turn content into presenter videos.
+
+    Args:
+        sources: Files, folders, http(s) URLs or s3:// keys: .html articles, .md docs, .csv rows, .txt.
+        config: A YAML pipeline config (see configs/default.yaml); defaults apply without one.
+        output: Where videos and the manifest go: a folder, file://…, or s3://bucket/prefix.
+        dry_run: Plan and validate everything, write the plan manifest, create no talk.
+        wait: How to learn that a talk is done: "webhook" (falls back to polling) or "poll".
+        talks_url: A Talks-compatible API (D-ID's cloud, a remote engine); unset: the local engine.
+        concurrency: Talks in flight at once.
+    """
+    settings = load_config(Path(config) if config else None, {
+        "output": output, "backend": {"wait": wait, "url": talks_url, "concurrency": concurrency}})
+    run_id = new_run_id(flow_run.get_id())
+    documents = [ingest_source(uri, s3_endpoint_url=settings.s3.endpoint_url) for uri in expand_sources(sources)]
+    scripts = [script for document in documents for script in plan(document, settings)]
+    store = open_store(settings.output, settings.s3.endpoint_url)
+    rows = plan_rows(run_id, scripts, store)
+    if dry_run:
+        problems = validate_plan(scripts, local_engine=settings.backend.url is None)
+        summary = finish_run(store, run_id, rows, dry_run=True)
+        if problems:
+            raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
+        return summary
+    todo = [(script, row) for script, row in zip(scripts, rows) if row.status == "planned"]
+    emit("planned", total=len(rows), skipped=len(rows) - len(todo))
+    if todo:
+        async with open_backend(settings.backend) as backend:
+            backend.existing = await index_existing(backend.client, {script.id for script, _ in todo})
+            finished = await asyncio.gather(*(make_video(script, row, backend, store) for script, row in todo))
+        by_key = {row.video_key: row for row in finished}
+        rows = [by_key.get(row.video_key, row) for row in rows]
+    return finish_run(store, run_id, rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(content_to_video(sys.argv[1:] or ["examples"]))

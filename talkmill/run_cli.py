@@ -1,0 +1,77 @@
+"""`talkmill run`: the content_to_video flow from a terminal, with a progress bar and a summary table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """Before Prefect is imported: its settings are read at import time."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def run(sources: list[str], **options: Any) -> int:
+    """Runs the flow; the exit code: 0 all done, 1 some scripts failed, 2 the input was refused."""
+    from talkmill.flows.content_to_video import content_to_video
+    from talkmill.models import ContentError
+    from talkmill.progress import subscribe
+
+    with _progress() as (progress, listener):
+        unsubscribe = subscribe(listener)
+        try:
+            summary = asyncio.run(content_to_video(sources, **options))
+        except ContentError as e:
+            progress.stop()
+            console.print(f"[red]refused:[/red] {e}")
+            return 2
+        finally:
+            unsubscribe()
+    _print_summary(summary)
+    return 1 if summary.failed else 0
+
+
+def _progress():
+    from contextlib import contextmanager
+
+    @contextmanager
+    def manage():
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("planning", total=None)
+
+            def listener(event: str, data: dict[str, Any]) -> None:
+                if event == "planned":
+                    progress.update(task, description="videos", total=data["total"], completed=data["skipped"])
+                elif event == "finished":
+                    progress.advance(task)
+
+            yield progress, listener
+
+    return manage()
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title=f"talkmill run {summary.run_id}" + (" (dry run)" if summary.dry_run else ""))
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for status in ("done", "skipped_existing", "failed", "planned"):
+        if summary.counts.get(status):
+            table.add_row(status.replace("_", " "), str(summary.counts[status]))
+    if summary.dry_run:
+        table.add_row("estimated minutes of video", f"{summary.estimated_minutes:.1f}")
+    else:
+        table.add_row("minutes of video", f"{summary.video_minutes:.1f}")
+    table.add_row("manifest", summary.manifest.get("manifest.jsonl", ""))
+    table.add_row("gallery", summary.manifest.get("gallery.html", ""))
+    Console().print(table)
+

@@ -1,0 +1,119 @@
+"""Talks for scripts: create under a concurrency limit, await by webhook or polling, publish the video.
+
+Concurrency is bounded inside the run by a semaphore (Prefect's own limits hand slots over slowly): a
+slot is held from create until the talk ends, so the backend always has `concurrency` talks in hand
+while work remains; publishing happens after the slot is freed. A script whose talk already exists at
+the backend (found by its id in `user_data`) is awaited, never created twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from talkmill.connectors.backend import Backend
+from talkmill.connectors.errors import ConnectorError, TalksHTTPError, TalksTimeout
+from talkmill.connectors.storage import ObjectStore
+from talkmill.connectors.talks import TalksClient
+from talkmill.models import Script
+from talkmill.progress import emit
+from talkmill.tasks.manifest import ManifestRow, now_iso
+
+log = logging.getLogger("talkmill.talks")
+REUSABLE = ("created", "started", "done")  # an existing talk in these states is awaited, not recreated
+
+
+async def index_existing(client: TalksClient, script_ids: set[str], max_pages: int = 20) -> dict[str, dict]:
+    """Talks already at the backend for these scripts (newest first wins): a re-run picks them up."""
+    found: dict[str, dict[str, Any]] = {}
+    token = None
+    for _ in range(max_pages):
+        talks, token = await client.list_talks(token=token)
+        for talk in talks:
+            script_id = talk.get("user_data")
+            if script_id in script_ids and script_id not in found:
+                found[script_id] = talk
+        if not token or len(found) == len(script_ids):
+            break
+    return found
+
+
+@task(name="make-video", cache_policy=NO_CACHE, task_run_name="video-{script.id}")
+async def make_video(script: Script, row: ManifestRow, backend: Backend, store: ObjectStore) -> ManifestRow:
+    """One script to one stored video; a failure fails this row only."""
+    row.started_at = now_iso()
+    try:
+        async with backend.slots:
+            talk = await _talk_for(script, row, backend)
+        if talk.get("status") != "done":
+            error = talk.get("error") or {}
+            row.finish("failed", error_kind=error.get("kind", "TalkError"),
+                       error_message=error.get("description") or f"talk ended {talk.get('status')}")
+            return row
+        await publish_video(talk, script, row, backend.client, store)
+    except TalksTimeout as e:
+        row.finish("failed", error_kind="Timeout", error_message=str(e))
+    except TalksHTTPError as e:
+        row.finish("failed", error_kind=e.kind or f"HTTP{e.status}", error_message=e.description or str(e))
+    except ConnectorError as e:
+        row.finish("failed", error_kind=type(e).__name__, error_message=str(e))
+    emit("finished", row=row)
+    return row
+
+
+async def _talk_for(script: Script, row: ManifestRow, backend: Backend) -> dict[str, Any]:
+    existing = backend.existing.get(script.id)
+    if existing and existing.get("status") in REUSABLE:
+        row.talk_id = existing["id"]
+        log.info("script %s: picking up talk %s (%s)", script.id, row.talk_id, existing.get("status"))
+    else:
+        webhook = backend.receiver.url if backend.receiver else None
+        body = script.to_talk_request(await backend.source_url(script.presenter), webhook)
+        row.attempts += 1
+        row.talk_id = await backend.client.create_talk(body, script.id)
+    return await _await_talk(row.talk_id, backend)
+
+
+async def _await_talk(talk_id: str, backend: Backend) -> dict[str, Any]:
+    config = backend.config
+    if backend.receiver is None:
+        return await backend.client.wait_for_talk(
+            talk_id, poll_interval=config.poll_interval, max_interval=config.poll_max_interval,
+            timeout=config.talk_timeout,
+        )
+    # Webhook mode: the callback wakes the wait at once; polling every webhook_timeout catches a lost one.
+    wake = backend.receiver.register(talk_id)
+    try:
+        return await backend.client.wait_for_talk(
+            talk_id, poll_interval=config.webhook_timeout, max_interval=config.webhook_timeout,
+            timeout=config.talk_timeout, wake=wake,
+        )
+    finally:
+        backend.receiver.forget(talk_id)
+
+
+async def publish_video(talk: dict, script: Script, row: ManifestRow, client: TalksClient, store: ObjectStore) -> None:
+    """Copies the result into the store at once (provider URLs expire), then the sidecar beside it."""
+    info = await store.aput_stream(row.video_key, client.stream_result(talk["result_url"]))
+    sha256 = info.sha256 or hashlib.sha256(store.get_bytes(row.video_key)).hexdigest()
+    sidecar = {"talk": talk, "script": script.model_dump(mode="json")}
+    store.put_bytes(sidecar_key(row.video_key), json.dumps(sidecar, indent=2).encode(), "application/json")
+    row.finish("done", video_uri=store.uri(row.video_key), size_bytes=info.size, sha256=sha256,
+               actual_seconds=talk.get("duration"))
+
+
+def sidecar_key(video_key: str) -> str:
+    return video_key.rsplit(".", 1)[0] + ".json"
+
+
+def video_key(script: Script, number: int) -> str:
+    """`<source-slug>/<NNN>-<script-id-12>.<ext>`; a row's output_name replaces the file's stem."""
+    ext = str(script.config.get("result_format") or "mp4").lstrip(".")
+    stem = script.output_name or f"{number:03d}-{script.id.removeprefix('scr_')[:12]}"
+    return f"{script.source.id}/{stem}.{ext}"
+

@@ -1,0 +1,208 @@
+"""Split and plan: sentence-aware chunks, per-row overrides, stable script ids, the examples."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from talkmill.config import REPO_ROOT, PipelineConfig, load_config
+from talkmill.models import CsvRowsError, Document, Section, SourceRef
+from talkmill.tasks.ingest import ingest, ingest_bytes
+from talkmill.tasks.scripts import plan, plan_scripts, sentences, split_text
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = REPO_ROOT / "examples"
+PORTRAIT_URL = "https://cdn.example.com/people/presenter.jpg"
+
+TRICKY = [
+    "Dr. Rivera joined the U.S. team in 2019, e.g. to lead the audit.",
+    "Revenue grew by 3.14 percent to $2.5 million.",
+    "Mr. Lee said the plan was fine!",
+    "Was it?",
+    "Prof. Ada Byron, Ph.D., approved version 2.0.1 at 9 a.m. on Friday.",
+]
+
+
+def test_split_never_cuts_a_sentence_and_respects_max_chars() -> None:
+    text = " ".join(TRICKY * 6)
+    for max_chars in (70, 120, 200, 450):
+        chunks = split_text(text, max_chars)
+        assert all(len(chunk) <= max_chars for chunk in chunks)
+        assert " ".join(chunks) == text  # nothing lost, nothing added
+        for chunk in chunks:
+            assert chunk.endswith((".", "!", "?")), chunk
+            assert any(chunk.startswith(sentence) for sentence in TRICKY), chunk  # starts on a sentence
+
+
+def test_abbreviations_and_decimals_do_not_end_sentences() -> None:
+    assert sentences(" ".join(TRICKY)) == TRICKY
+    chunks = split_text(" ".join(TRICKY), 70)  # each sentence fits alone
+    assert chunks[:2] == TRICKY[:2]
+    for tag in ("en-US", "EN", "en_GB"):  # region tags and case must not lose the English rules
+        assert sentences(" ".join(TRICKY), tag) == TRICKY
+
+
+def test_a_sentence_longer_than_max_chars_is_cut_at_clauses_then_words() -> None:
+    sentence = ("When the quarter closes, every team lead files a summary; finance checks it, "
+                "and the board reads the combined report before the next planning meeting begins.")
+    chunks = split_text(sentence, 60)
+    assert all(len(chunk) <= 60 for chunk in chunks)
+    assert " ".join(chunks) == sentence
+    # clauses that fit stay whole; only the one clause past 60 characters is cut, between words
+    assert chunks[0] == "When the quarter closes, every team lead files a summary;"
+    assert any(chunk.startswith("finance checks it,") for chunk in chunks)
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+
+
+def test_chunks_are_as_few_as_possible_and_evened_out() -> None:
+    sentence = "This sentence is forty characters long.."
+    chunks = split_text(" ".join([sentence] * 5), 170)  # greedy alone: 4 sentences, then 1
+    assert len(chunks) == 2
+    assert sorted(chunk.count(sentence) for chunk in chunks) == [2, 3]
+
+
+def test_split_of_blank_text_and_bad_limits() -> None:
+    assert split_text("  \n\t ", 100) == []
+    with pytest.raises(ValueError):
+        split_text("Hello.", 0)
+
+
+# --- planning ---------------------------------------------------------------------------------------
+
+
+def document_of(*sections: Section, kind: str = "text") -> Document:
+    source = SourceRef(type=kind, uri="mem://doc", id="doc", checksum="0" * 64)
+    return Document(id="doc", title="Doc", source=source, sections=list(sections))
+
+
+def config(**changes) -> PipelineConfig:
+    return load_config(None, {"presenter": PORTRAIT_URL, **changes})
+
+
+def the_id(section: Section | None = None, **changes) -> str:
+    section = section or Section(title="A", text="Our quarterly update is ready.")
+    return plan_scripts(document_of(section), config(**changes))[0].id
+
+
+def test_script_ids_are_stable_across_calls_and_machines() -> None:
+    assert the_id() == the_id()
+    # a fixed input gives a fixed id: changing the hash scheme breaks idempotent re-runs, so it must show
+    assert the_id() == "scr_254dea2ea240a064"
+
+
+def test_script_ids_change_with_everything_that_shapes_the_video() -> None:
+    base = the_id()
+    variants = {
+        the_id(Section(title="A", text="Our quarterly update is late.")),
+        the_id(voice={"provider": {"voice_id": "en-GB-RyanNeural"}}),
+        the_id(voice={"provider": {"type": "amazon", "voice_id": "Joanna"}}),
+        the_id(presenter="https://cdn.example.com/people/other.jpg"),
+        the_id(driver_url="bank://subtle"),
+        the_id(talk_config={"result_format": "gif"}),
+        the_id(talk_config={"stitch": True}),
+    }
+    assert base not in variants and len(variants) == 7
+    # and not with what changes no frame: titles, output names, metadata, the output location
+    same = Section(title="B", text="Our quarterly update is ready.",
+                   overrides={"output_name": "q3", "id": "9"}, metadata={"team": "x"})
+    assert the_id(same, output="s3://bucket/elsewhere") == base
+
+
+def test_a_local_portrait_is_identified_by_its_bytes_not_its_path(tmp_path: Path) -> None:
+    def id_with(portrait: Path) -> str:
+        return plan_scripts(document_of(Section(text="Hello there, everyone.")),
+                            load_config(None, {"presenter": str(portrait)}))[0].id
+
+    first = tmp_path / "one" / "face.png"
+    first.parent.mkdir()
+    shutil.copy(EXAMPLES / "presenters" / "astronaut.png", first)
+    copy = tmp_path / "copy.png"
+    shutil.copy(first, copy)
+    before = id_with(first)
+    assert id_with(copy) == before  # same bytes elsewhere: same video
+    shutil.copy(EXAMPLES / "presenters" / "grace_hopper.jpg", first)  # replaced in place
+    assert id_with(first) != before
+
+
+def test_csv_overrides_shape_each_script() -> None:
+    fluent = load_config(None, {"talk_config": {"fluent": True}})
+    scripts = plan_scripts(ingest(str(DATA / "rows-good.csv")), fluent)
+    first, second, third = scripts
+    assert first.presenter == str(DATA / "portraits" / "face.png")
+    assert first.config == {"fluent": True, "stitch": True, "result_format": "mov", "driver_expressions": {
+        "expressions": [{"start_frame": 0, "expression": "happy", "intensity": 1}]}}
+    assert first.output_name == "intro-007"
+    assert first.metadata == {"region": "EMEA", "row_id": "007", "line": "2"}
+    assert second.voice.provider.model_dump() == {"type": "microsoft", "voice_id": "en-GB-RyanNeural",
+                                                  "voice_config": None}
+    assert second.driver_url == "bank://lively/driver-02"
+    assert second.text == "A quoted cell that spans two lines."
+    assert third.config == {"fluent": True} and third.voice.provider.voice_id == "en-US-JennyNeural"
+    assert third.presenter == str(EXAMPLES / "presenters" / "grace_hopper.jpg")
+    assert len({s.id for s in scripts}) == 3
+
+
+def test_a_long_row_gets_numbered_output_names() -> None:
+    text = " ".join(["Every sentence here is about sixty characters long, roughly."] * 6)
+    rows = f'text,output_name\n"{text}",weekly\n'.encode()
+    scripts = plan_scripts(ingest_bytes(rows, "rows.csv"), config(split={"max_chars": 200}))
+    assert [s.output_name for s in scripts] == ["weekly-1", "weekly-2"]
+    assert [(s.chunk_index, s.chunk_count) for s in scripts] == [(0, 2), (1, 2)]
+
+
+def test_missing_portraits_are_reported_per_row_before_anything_is_planned() -> None:
+    rows = b"text,presenter_image\nFirst row.,gone.png\nSecond row.,\nThird row.,also-gone.jpg\n"
+    with pytest.raises(CsvRowsError) as caught:
+        plan_scripts(ingest_bytes(rows, str(DATA / "rows.csv")), config())
+    found = [(p.line, p.column) for p in caught.value.problems]
+    assert found == [(2, "presenter_image"), (4, "presenter_image")]
+    assert "portrait not found" in str(caught.value)
+
+
+def test_talk_request_body() -> None:
+    script = plan_scripts(ingest(str(DATA / "rows-good.csv")), config())[1]
+    body = script.to_talk_request("https://engine.local/images/abc.png", webhook="http://127.0.0.1:9/hook")
+    assert body == {
+        "source_url": "https://engine.local/images/abc.png",
+        "script": {"type": "text", "input": script.text,
+                   "provider": {"type": "microsoft", "voice_id": "en-GB-RyanNeural"}},
+        "config": {}, "driver_url": "bank://lively/driver-02", "user_data": script.id,
+        "name": f"rows-good-{script.id}", "webhook": "http://127.0.0.1:9/hook",
+    }
+    assert script.estimated_seconds == round(len(script.text) / 15, 1)
+
+
+def test_plan_is_a_pure_task_without_retries() -> None:
+    assert plan.retries == 0
+    document = ingest(str(DATA / "notes.txt"))
+    assert plan.fn(document, config()) == plan_scripts(document, config())
+
+
+# --- the examples the demo runs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, count", [
+    ("articles/remote-onboarding.html", 2),
+    ("handbook/security-basics.md", 3),
+    ("rows/product-updates.csv", 3),
+])
+def test_examples_ingest_and_plan_to_short_demo_scripts(path: str, count: int) -> None:
+    scripts = plan_scripts(ingest(str(EXAMPLES / path)), load_config(REPO_ROOT / "configs" / "default.yaml"))
+    assert len(scripts) == count
+    assert all(10 <= script.estimated_seconds <= 26 for script in scripts)
+    assert all(Path(script.presenter).is_file() for script in scripts)
+
+
+def test_example_rows_use_their_overrides() -> None:
+    scripts = plan_scripts(ingest(str(EXAMPLES / "rows" / "product-updates.csv")), load_config())
+    assert [s.metadata["row_id"] for s in scripts] == ["007", "012", "031"]
+    assert Path(scripts[0].presenter).name == "astronaut.png"
+    assert scripts[0].config["driver_expressions"]["expressions"][0]["expression"] == "happy"
+    assert scripts[1].voice.provider.voice_id == "en-GB-RyanNeural"
+    assert [s.output_name for s in scripts] == ["fieldbook-offline-week", None, "support-chat-24h"]
+    assert scripts[2].metadata["team"] == "Support, APAC"
+    handbook_doc = ingest(str(EXAMPLES / "handbook" / "security-basics.md"))
+    handbook = " ".join(s.text for s in plan_scripts(handbook_doc, load_config()))
+    assert "tm-policy" not in handbook and "centuries" not in handbook and "SEC-114" not in handbook
