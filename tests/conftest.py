@@ -1,4 +1,4 @@
-"""Shared fixtures: a static file server and real engine processes on 127.0.0.1."""
+"""Shared fixtures: a static file server, real engine processes and SeaweedFS (S3) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.engine.helpers import (
     speechlike_mp3,
     start_engine,
 )
+from tests.s3server import seaweedfs  # noqa: F401  (SeaweedFS on 127.0.0.1: one server a session, for all)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from talkmill.progress import emit
 from talkmill.tasks.ingest import ingest_source
 from talkmill.tasks.run import RunSummary, expand_sources, finish_run, new_run_id, plan_rows, validate_plan
 from talkmill.tasks.scripts import plan
-from talkmill.tasks.talks import index_existing, make_video
+from talkmill.tasks.talks import index_existing, make_videos
 
 
 @flow(name="content_to_video", log_prints=True)
@@ -64,7 +64,7 @@ async def content_to_video(
     if todo:
         async with open_backend(settings.backend) as backend:
             backend.existing = await index_existing(backend.client, {script.id for script, _ in todo})
-            finished = await asyncio.gather(*(make_video(script, row, backend, store) for script, row in todo))
+            finished = await make_videos(todo, backend, store)
         by_key = {row.video_key: row for row in finished}
         rows = [by_key.get(row.video_key, row) for row in rows]
     return finish_run(store, run_id, rows)

@@ -8,6 +8,7 @@ the backend (found by its id in `user_data`) is awaited, never created twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from talkmill.connectors.backend import Backend
 from talkmill.connectors.errors import ConnectorError, TalksHTTPError, TalksTimeout
@@ -41,6 +43,22 @@ async def index_existing(client: TalksClient, script_ids: set[str], max_pages: i
         if not token or len(found) == len(script_ids):
             break
     return found
+
+
+async def make_videos(todo: list[tuple[Script, ManifestRow]], backend: Backend, store: ObjectStore) -> list[ManifestRow]:
+    """All scripts through `make_video`, started by a pool of concurrency + 1 workers: only as many task
+    runs exist at once as can make progress (starting hundreds at once stalls the loop before the first
+    create), and the spare worker publishes while the slots stay busy."""
+    pending = iter(todo)  # shared by the workers; each item is taken once
+    finished: list[ManifestRow] = []
+
+    async def worker() -> None:
+        for script, row in pending:
+            # quote(): these hold no futures; Prefect need not walk them (a client, a store) on every call
+            finished.append(await make_video(script, row, quote(backend), quote(store)))
+
+    await asyncio.gather(*(worker() for _ in range(backend.config.concurrency + 1)))
+    return finished
 
 
 @task(name="make-video", cache_policy=NO_CACHE, task_run_name="video-{script.id}")

@@ -14,7 +14,7 @@ import pytest
 from talkmill.engine.jobs.store import MAX_ATTEMPTS, TalkStore
 from talkmill.signatures import verify
 from tests.engine.helpers import StaticServer, WebhookReceiver, free_port, probe_video, start_engine, wait_for
-from tests.engine.test_fetch import S3Server, seaweedfs  # noqa: F401 (SeaweedFS on loopback, a fixture)
+from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 SECRET = "whsec-jobs-test"
 

@@ -21,7 +21,7 @@ from talkmill.connectors.storage import (
     content_type_for,
     open_store,
 )
-from tests.pipeline.s3server import S3Server, seaweedfs  # noqa: F401  (the fixture)
+from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 MB = 1 << 20
 

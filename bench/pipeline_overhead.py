@@ -1,0 +1,122 @@
+"""Pipeline overhead: N scripts through the content_to_video flow vs a plain asyncio + httpx loop.
+
+Both drive the same fake Talks server (answers at once, renders each talk in a fixed latency, in its own
+process) at the same concurrency and polling schedule, and both copy each result into a local folder.
+Prints both wall times, their ratio, the per-script overhead, the mean number of busy slots, peak RSS,
+and Prefect's start-up (its temporary API server) apart. v1 target: ratio <= 1.10.
+
+The default render latency, 2 s, is short of a real talk (the engine renders a 10 s talk in ~5 s) while
+leaving the overhead visible; --latency 0.5 magnifies it (Prefect spends ~7 ms of event-loop time per
+task run, and ~1 s once per run).
+
+    .venv/bin/python -m bench.pipeline_overhead [--scripts 200] [--latency 2] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import httpx  # noqa: E402
+
+from bench.common import peak_rss_mb  # noqa: E402
+from bench.fake_talks import serve  # noqa: E402
+
+POLL = 0.05  # seconds, both sides
+PRESENTER = "https://presenters.example/portrait.jpg"  # a URL: passed through, never fetched by the fake
+
+
+def write_content(folder: Path, count: int) -> Path:
+    path = folder / "rows.csv"
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "text"])
+        for i in range(count):
+            writer.writerow([f"{i:04d}", f"Script number {i}: a short line for the overhead benchmark."])
+    return path
+
+
+def write_config(folder: Path, url: str, concurrency: int) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(
+        f"presenter: {PRESENTER}\n"
+        f"backend:\n  url: {url}\n  concurrency: {concurrency}\n  wait: poll\n"
+        f"  poll_interval: {POLL}\n  poll_max_interval: {POLL}\n"
+    )
+    return path
+
+
+async def plain_loop(url: str, count: int, concurrency: int, out: Path) -> None:
+    """What the flow does, without Prefect: create, poll, copy the result, under a semaphore."""
+    slots = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def one(i: int) -> None:
+            async with slots:
+                body = {"source_url": PRESENTER, "script": {"type": "text", "input": f"Script {i}."},
+                        "user_data": f"s{i}"}
+                talk_id = (await client.post("/talks", json=body)).json()["id"]
+                while (talk := (await client.get(f"/talks/{talk_id}")).json())["status"] != "done":
+                    await asyncio.sleep(POLL)
+            (out / f"{i:04d}.mp4").write_bytes((await client.get(talk["result_url"])).content)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def stats(url: str) -> dict:
+    return httpx.get(f"{url}/stats").json()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scripts", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    url, server = serve(args.latency)
+    from prefect import flow
+
+    from talkmill.flows.content_to_video import content_to_video
+
+    @flow
+    def warm_up() -> None:
+        """Starts Prefect's temporary API server (once per process)."""
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        began = time.perf_counter()
+        warm_up()
+        startup = time.perf_counter() - began
+        (folder / "plain").mkdir()
+        began = time.perf_counter()
+        asyncio.run(plain_loop(url, args.scripts, args.concurrency, folder / "plain"))
+        plain = time.perf_counter() - began
+        plain_busy = stats(url)["mean_busy_slots"]
+        httpx.post(f"{url}/reset")
+        content, config = write_content(folder, args.scripts), write_config(folder, url, args.concurrency)
+        began = time.perf_counter()
+        summary = asyncio.run(content_to_video([str(content)], config=str(config), output=str(folder / "flow")))
+        flowed = time.perf_counter() - began
+        flow_busy = stats(url)["mean_busy_slots"]
+    server.terminate()
+    ideal = args.scripts / args.concurrency * args.latency
+    print(f"{args.scripts} scripts, render latency {args.latency} s, concurrency {args.concurrency} "
+          f"(ideal wall {ideal:.1f} s)")
+    print(f"prefect start-up (apart):   {startup:.2f} s")
+    print(f"plain asyncio + httpx:      {plain:.2f} s   mean busy slots {plain_busy:.2f}")
+    print(f"content_to_video flow:      {flowed:.2f} s   mean busy slots {flow_busy:.2f}   {summary.counts}")
+    print(f"ratio flow / plain:         {flowed / plain:.3f}   (target <= 1.10)")
+    print(f"overhead per script:        {(flowed - plain) / args.scripts * 1000:.1f} ms")
+    print(f"peak RSS:                   {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""CSV → one section per row, every bad row reported at once (CsvRowsError) before anything is made.
+
+Relative paths in a row (`source`, `presenter_image`) are resolved against the CSV's own location.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pandas as pd
+
+from talkmill.content.uris import resolve_relative
+from talkmill.models import ContentError, CsvRowsError, EmptyContentError, RowProblem, Section
+
+OVERRIDE_COLUMNS = ("id", "presenter_image", "voice_provider", "voice_id", "driver_url", "expression",
+                    "stitch", "result_format", "output_name")
+CHOICES = {"stitch": ("true", "false"), "result_format": ("mp4", "mov", "gif"),
+           "expression": ("neutral", "happy", "serious", "surprise")}
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+DRIVER_URL = re.compile(r"(bank://(natural|lively|subtle)(/driver-\d+)?(/flipped)?|(https?|s3)://\S+)")
+TEXT_LIMITS = (3, 40_000)
+
+
+def csv_sections(text: str, uri: str) -> list[Section]:
+    """One section per row; every bad row reported at once (CsvRowsError) before anything is made."""
+    try:
+        records = _records(text)
+    except csv.Error as error:
+        raise ContentError(f"{uri}: not a readable CSV: {error}") from error
+    if not records:
+        raise EmptyContentError(f"{uri}: the CSV is empty; give a header (text or source, ...) and rows")
+    (_, header), *records = records
+    too_many = f"cells but the header names {len(header)} columns; quote cells that hold commas"
+    long_rows = [RowProblem(line=line, column="(row)", problem=f"{len(cells)} {too_many}")
+                 for line, cells in records if len(cells) > len(header)]
+    if long_rows:  # pandas would stop at the first, or silently drop the extra cell
+        raise CsvRowsError(uri, long_rows)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
+                            index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ContentError(f"{uri}: not a readable CSV: {error}") from error
+    if len(records) != len(frame):  # should not happen; keep pandas' rows, number them plainly
+        records = [(line, []) for line in range(2, len(frame) + 2)]
+    columns = [name.strip().lower() for name in header]
+    frame.columns = range(len(columns))  # pandas renames repeats ("id.1"); keep positions, check names
+    blank = [i for i, name in enumerate(columns) if not name and not "".join(frame[i]).strip()]
+    frame = frame.drop(columns=blank)  # spreadsheets often export empty trailing columns
+    columns = [name for i, name in enumerate(columns) if i not in blank]
+    if problems := _header_problems(columns):
+        raise CsvRowsError(uri, problems)
+    if frame.empty:
+        raise EmptyContentError(f"{uri}: the CSV has a header but no rows")
+    frame.columns = columns
+    rows = [{key: value.strip() for key, value in record.items()} for record in frame.to_dict("records")]
+    lines = [line for line, _ in records]
+    if problems := _row_problems(rows, lines):
+        raise CsvRowsError(uri, problems)
+    return [_row_section(row, line, uri) for row, line in zip(rows, lines)]
+
+
+def _records(text: str) -> list[tuple[int, list[str]]]:
+    """Each record with its first physical line (a quoted cell may span lines); blank lines skipped,
+    as pandas skips them. The header is the first."""
+    reader = csv.reader(io.StringIO(text))
+    records, previous_end = [], 0
+    for cells in reader:
+        if cells:
+            records.append((previous_end + 1, cells))
+        previous_end = reader.line_num
+    return records
+
+
+def _header_problems(columns: list[str]) -> list[RowProblem]:
+    problems = []
+    if "text" not in columns and "source" not in columns:
+        problems.append(RowProblem(line=1, column="(header)", problem=(
+            f"no 'text' or 'source' column (found: {', '.join(columns)}); "
+            "add 'text' for a script per row or 'source' for a path/URL per row")))
+    for name in sorted({c for c in columns if columns.count(c) > 1 or not c}):
+        problems.append(RowProblem(line=1, column=name or "(empty)",
+                                   problem="repeated or empty column name; name each column once"))
+    return problems
+
+
+def _row_problems(rows: list[dict[str, str]], lines: list[int]) -> list[RowProblem]:
+    problems: list[RowProblem] = []
+    first_line_of_id: dict[str, int] = {}
+    for row, line in zip(rows, lines):
+        problems += [RowProblem(line=line, column=column, problem=problem)
+                     for column, problem in _check_row(row)]
+        row_id = row.get("id", "")
+        if row_id and row_id in first_line_of_id:
+            problems.append(RowProblem(line=line, column="id", problem=(
+                f"id {row_id!r} is already used on line {first_line_of_id[row_id]}; ids must be unique")))
+        first_line_of_id.setdefault(row_id, line)
+    return problems
+
+
+def _check_row(row: dict[str, str]) -> list[tuple[str, str]]:
+    text, source = row.get("text", ""), row.get("source", "")
+    found: list[tuple[str, str]] = []
+    if not text and not source:
+        found.append(("text", "empty; each row needs a text to read, or a source (path or URL) to fetch"))
+    elif text and source:
+        found.append(("source", "a row has either a text or a source, not both"))
+    elif text and not TEXT_LIMITS[0] <= len(text) <= TEXT_LIMITS[1]:
+        found.append(("text", f"{len(text):,} characters; allowed: {TEXT_LIMITS[0]} to {TEXT_LIMITS[1]:,}"))
+    for column, allowed in CHOICES.items():
+        value = row.get(column, "")
+        if value and value.lower() not in allowed:
+            found.append((column, f"{value!r} is not allowed; use one of: {', '.join(allowed)} "
+                                  "(or leave it empty)"))
+    for column in ("id", "output_name"):
+        if row.get(column) and not SAFE_NAME.fullmatch(row[column]):
+            found.append((column, f"{row[column]!r}: use up to 100 letters, digits, '.', '_' or '-'"))
+    if row.get("driver_url") and not DRIVER_URL.fullmatch(row["driver_url"]):
+        found.append(("driver_url", f"{row['driver_url']!r}: use "
+                                    "bank://natural|lively|subtle[/driver-N][/flipped] or a URL"))
+    if row.get("voice_provider") and not row.get("voice_id"):
+        found.append(("voice_id", f"empty while voice_provider is {row['voice_provider']!r}; "
+                                  "name a voice of that provider"))
+    image = row.get("presenter_image", "")
+    if image and "://" not in image and not image.lower().endswith((".jpg", ".jpeg", ".png", ".webp")):
+        found.append(("presenter_image", f"{image!r}: use a .jpg, .jpeg, .png or .webp file, "
+                                         "or an http(s)/s3 URL"))
+    return found
+
+
+def _row_section(row: dict[str, str], line: int, uri: str) -> Section:
+    overrides = {key: row[key] for key in OVERRIDE_COLUMNS if row.get(key)}
+    for column in CHOICES:
+        if column in overrides:
+            overrides[column] = overrides[column].lower()
+    if "presenter_image" in overrides:
+        overrides["presenter_image"] = resolve_relative(overrides["presenter_image"], uri)
+    known = {"text", "source", *OVERRIDE_COLUMNS}
+    metadata = {key: value for key, value in row.items() if key not in known and value}
+    if row.get("source"):
+        metadata["source"] = resolve_relative(row["source"], uri)
+    title = row.get("title") or row.get("id") or f"Row {line}"
+    return Section(title=title, text=row.get("text", ""), line=line, overrides=overrides, metadata=metadata)
+
