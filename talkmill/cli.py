@@ -69,20 +69,3 @@ def serve(
     typer.echo(f"talkmill engine: serving on {api.state.settings.base_url} (docs at /docs)", err=True)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level=log_level)
 
-
-@engine.command("demo")
-def demo(
-    out: Path = typer.Option(Path("output/sample-talk.mp4"), help="Where to write the video."),
-    image: Path = typer.Option(Path("examples/presenters/grace_hopper.jpg"), help="The presenter portrait."),
-    text: str = typer.Option(
-        "Hello! I am a talking presenter, rendered on this machine by the talkmill engine, with no account "
-        "anywhere. Give me an article, and I will read it to your team.",
-        help="What the presenter says.",
-    ),
-) -> None:
-    """Start the local engine, render one talk through its API, and save the video."""
-    from talkmill.engine.demo import render_one
-
-    talk = render_one(image, text, out)
-    typer.echo(f"{out}: {talk['metadata']['num_frames']} frames, {talk['duration']:.1f} s, "
-               f"{talk['metadata']['processing_fps']:.0f} fps")

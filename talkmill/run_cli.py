@@ -71,7 +71,8 @@ def _print_summary(summary: Any) -> None:
         table.add_row("estimated minutes of video", f"{summary.estimated_minutes:.1f}")
     else:
         table.add_row("minutes of video", f"{summary.video_minutes:.1f}")
-    table.add_row("manifest", summary.manifest.get("manifest.jsonl", ""))
-    table.add_row("gallery", summary.manifest.get("gallery.html", ""))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name in ("manifest.jsonl", "manifest.csv", "gallery.html"):  # whole, never truncated by the table
+        console.print(f"{name}: {summary.manifest.get(name, '')}", soft_wrap=True)
 

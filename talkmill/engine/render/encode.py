@@ -71,6 +71,7 @@ class VideoWriter:
     def _write_audio(self, until: int) -> None:
         if self._audio is None:
             return
+        until = min(until, len(self._samples))  # a video may outlast its audio: never encode an empty chunk
         while self._audio_written + AAC_FRAME <= until or (until == len(self._samples) > self._audio_written):
             start = self._audio_written
             chunk = self._samples[start : start + AAC_FRAME]

@@ -27,7 +27,7 @@ class MouthInterior:
         self.tongue = lip * 0.62 + np.array([18.0, 0, 0])
         skin = image[int(rig.base[1, 1]), int(rig.base[1, 0])].astype(np.float32)  # the nose tip
         # Ivory, tinted by the photo's light so the teeth belong to the same picture.
-        self.teeth = (0.8 * np.array([238.0, 232.0, 220.0]) + 0.2 * skin) * np.clip(image.mean() / 140, 0.8, 1.05)
+        self.teeth = (0.7 * np.array([242.0, 232.0, 208.0]) + 0.3 * skin) * np.clip(image.mean() / 130, 0.9, 1.08)
         self.photo_teeth = _photo_teeth(image, rig) if rig.mouth_open else None
 
     def paint(self, frame: np.ndarray, points: np.ndarray) -> None:
