@@ -174,7 +174,7 @@ def fetch_bytes(
 ) -> bytes:
     """The body at `url`, at most `max_bytes`, within policy.timeout; failures raise `error` naming `field`.
 
-    Blocking; from async code use fetch_bytes_async. `transport` is for tests (httpx.MockTransport).
+    Blocking (inside a running event loop it runs on its own loop in a thread). `transport` is for tests.
     """
     job = _Job(field, max_bytes, policy, error)
     try:
@@ -184,18 +184,6 @@ def fetch_bytes(
     # called from inside an event loop: run the fetch on its own loop in a thread instead of failing
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _fetch(url, job, transport)).result()
-
-
-async def fetch_bytes_async(
-    url: str,
-    *,
-    field: str,
-    max_bytes: int,
-    policy: FetchPolicy,
-    error: type[EngineError],
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> bytes:
-    return await _fetch(url, _Job(field, max_bytes, policy, error), transport)
 
 
 async def _fetch(url: str, job: _Job, transport: httpx.AsyncBaseTransport | None) -> bytes:
