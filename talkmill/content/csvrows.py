@@ -9,8 +9,6 @@ import csv
 import io
 import re
 
-import pandas as pd
-
 from talkmill.content.uris import resolve_relative
 from talkmill.models import ContentError, CsvRowsError, EmptyContentError, RowProblem, Section
 
@@ -37,6 +35,8 @@ def csv_sections(text: str, uri: str) -> list[Section]:
                  for line, cells in records if len(cells) > len(header)]
     if long_rows:  # pandas would stop at the first, or silently drop the extra cell
         raise CsvRowsError(uri, long_rows)
+    import pandas as pd  # imported here: slow (~1 s), and only CSV sources need it
+
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
                             index_col=False)

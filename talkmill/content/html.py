@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bs4 import BeautifulSoup
-from lxml import etree
 
 from talkmill.content.text import Blocks, as_sentence, tidy
 
@@ -19,6 +17,7 @@ def html_blocks(data: bytes) -> tuple[str | None, Blocks]:
     """The article's title and blocks: trafilatura's main text (no menus, footers, ads, banners), or a
     beautifulsoup4 reading of <article>/<main> when trafilatura finds nothing (short or odd pages)."""
     import trafilatura  # imported here: slow, and only HTML needs it
+    from lxml import etree
 
     xml = trafilatura.extract(data, output_format="xml", with_metadata=True, include_comments=False,
                               include_tables=False, include_images=False, include_links=False,
@@ -55,6 +54,8 @@ def _xml_text(element: Any) -> str:
 
 
 def _soup_blocks(data: bytes) -> tuple[str | None, Blocks]:
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(data, "html.parser")
     for element in soup(["script", "style", "noscript", "template", "nav", "aside", "form", "iframe", "svg",
                          "button", "pre", "code", "table", "figure"]):
