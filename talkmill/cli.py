@@ -23,11 +23,11 @@ def main() -> None:
 def run(
     sources: list[str] = typer.Argument(..., help="Files, folders, http(s) URLs or s3:// keys (.html, .md, .csv, .txt)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A YAML pipeline config (configs/default.yaml)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="A folder, file://… or s3://bucket/prefix [default: ./output]."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="A folder, file://… or s3://bucket/prefix \\[default: ./output]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate, write the plan manifest, create no talk."),
-    wait: Optional[str] = typer.Option(None, help="webhook (falls back to polling) or poll [default: webhook]."),
-    talks_url: Optional[str] = typer.Option(None, help="A Talks-compatible API; its key in $TALKMILL_TALKS_KEY [default: the local engine]."),
-    concurrency: Optional[int] = typer.Option(None, help="Talks in flight at once [default: 2]."),
+    wait: Optional[str] = typer.Option(None, help="webhook (falls back to polling) or poll \\[default: webhook]."),
+    talks_url: Optional[str] = typer.Option(None, help="A Talks-compatible API; its key in $TALKMILL_TALKS_KEY \\[default: the local engine]."),
+    concurrency: Optional[int] = typer.Option(None, help="Talks in flight at once \\[default: 2]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
 ) -> None:
     """Turn content into presenter videos: videos, a manifest and a gallery in the output."""
@@ -43,12 +43,12 @@ def run(
 
 @engine.command("serve")
 def serve(
-    host: Optional[str] = typer.Option(None, help="Address to listen on [default: 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, help="Port to listen on [default: 8700]."),
+    host: Optional[str] = typer.Option(None, help="Address to listen on \\[default: 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on \\[default: 8700]."),
     data_dir: Optional[Path] = typer.Option(
-        None, help="Talks, results, uploads and keys [default: ./.talkmill/engine]."
+        None, help="Talks, results, uploads and keys \\[default: ./.talkmill/engine]."
     ),
-    workers: Optional[int] = typer.Option(None, help="Render worker processes [default: one per core]."),
+    workers: Optional[int] = typer.Option(None, help="Render worker processes \\[default: one per core]."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve the Talks API (FastAPI on uvicorn); settings also come from TALKMILL_ENGINE_* variables."""

@@ -14,10 +14,12 @@ console = Console(stderr=True)
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Before Prefect is imported: its settings are read at import time."""
+    """Before Prefect is imported: its settings are read at import time. Unless verbose, Prefect's own
+    loggers stay quiet: the CLI reports outcomes itself (a refused input is a message, not the flow
+    engine's traceback), and the Prefect UI keeps the full logs."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
 
 def run(sources: list[str], **options: Any) -> int:
@@ -32,7 +34,8 @@ def run(sources: list[str], **options: Any) -> int:
             summary = asyncio.run(content_to_video(sources, **options))
         except ContentError as e:
             progress.stop()
-            console.print(f"[red]refused:[/red] {e}")
+            console.print("[red]refused:[/red] ", end="")
+            console.print(str(e), markup=False, highlight=False)  # messages quote [brackets] literally
             return 2
         finally:
             unsubscribe()
