@@ -20,7 +20,10 @@ from talkmill.connectors.storage import open_store
 from talkmill.models import ContentError
 from talkmill.progress import emit
 from talkmill.tasks.ingest import ingest_source
-from talkmill.tasks.run import RunSummary, expand_sources, finish_run, new_run_id, plan_rows, validate_plan
+from talkmill.tasks.run import (
+    RunSummary, copy_repeats, expand_sources, finish_run, first_of_each_script, merged, new_run_id, plan_rows,
+    validate_plan,
+)
 from talkmill.tasks.scripts import plan
 from talkmill.tasks.talks import index_existing, make_videos
 
@@ -59,14 +62,13 @@ async def content_to_video(
         if problems:
             raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
         return summary
-    todo = [(script, row) for script, row in zip(scripts, rows) if row.status == "planned"]
-    emit("planned", total=len(rows), skipped=len(rows) - len(todo))
+    todo, repeats = first_of_each_script([(s, r) for s, r in zip(scripts, rows) if r.status == "planned"])
+    emit("planned", total=len(rows), skipped=len(rows) - len(todo) - len(repeats))
     if todo:
         async with open_backend(settings.backend) as backend:
             backend.existing = await index_existing(backend.client, {script.id for script, _ in todo})
-            finished = await make_videos(todo, backend, store)
-        by_key = {row.video_key: row for row in finished}
-        rows = [by_key.get(row.video_key, row) for row in rows]
+            rows = merged(rows, await make_videos(todo, backend, store))
+    rows = merged(rows, copy_repeats(repeats, rows, store))
     return finish_run(store, run_id, rows)
 
 

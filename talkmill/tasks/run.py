@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from talkmill.config import is_url
 from talkmill.connectors.storage import ObjectStore
 from talkmill.models import ContentError, Script
+from talkmill.progress import emit
 from talkmill.tasks.manifest import ManifestRow, planned_row, table, write_manifest
 from talkmill.tasks.talks import sidecar_key, video_key
 
@@ -71,6 +72,42 @@ def plan_rows(run_id: str, scripts: list[Script], store: ObjectStore) -> list[Ma
                        sha256=info.sha256, talk_id=talk.get("id"), actual_seconds=talk.get("duration"))
         rows.append(row)
     return rows
+
+
+def first_of_each_script(todo: list[tuple[Script, ManifestRow]]) -> tuple[list, list]:
+    """(one row per script id, the repeats): identical scripts in one run (a repeated CSV line) are
+    rendered once; the repeats get a copy of that video (`copy_repeats`), never a second talk."""
+    seen: set[str] = set()
+    first, repeats = [], []
+    for script, row in todo:
+        (repeats if script.id in seen else first).append((script, row))
+        seen.add(script.id)
+    return first, repeats
+
+
+@task(cache_policy=NO_CACHE)
+def copy_repeats(
+    repeats: list[tuple[Script, ManifestRow]], rows: list[ManifestRow], store: ObjectStore
+) -> list[ManifestRow]:
+    done = {row.script_id: row for row in rows if row.status == "done"}
+    for script, row in repeats:
+        original = done.get(script.id)
+        if original is None:
+            row.finish("failed", error_kind="NotRendered", error_message="the same script failed in this run")
+            continue
+        info = store.put_bytes(row.video_key, store.get_bytes(original.video_key))
+        store.put_bytes(sidecar_key(row.video_key), store.get_bytes(sidecar_key(original.video_key)))
+        row.finish("done", talk_id=original.talk_id, video_uri=store.uri(row.video_key), size_bytes=info.size,
+                   sha256=info.sha256 or original.sha256, actual_seconds=original.actual_seconds)
+    for _, row in repeats:
+        emit("finished", row=row)
+    return [row for _, row in repeats]
+
+
+def merged(rows: list[ManifestRow], updated: list[ManifestRow]) -> list[ManifestRow]:
+    """`rows` with the updated copies (returned by tasks) in place of the originals, by video key."""
+    by_key = {row.video_key: row for row in updated}
+    return [by_key.get(row.video_key, row) for row in rows]
 
 
 @task(cache_policy=NO_CACHE)

@@ -261,6 +261,21 @@ def test_a_faceless_presenter_fails_its_row_only(tmp_path: Path, engine_key: Any
     assert len(list((tmp_path / "out").rglob("*.mp4"))) == 1
 
 
+def test_a_repeated_script_is_rendered_once_and_stored_for_each_row(tmp_path: Path, engine_key: Any) -> None:
+    line = f"The same words twice for {uuid.uuid4().hex[:6]}."  # new to the shared engine
+    rows_csv = tmp_path / "twice.csv"
+    rows_csv.write_text(f"id,text\nfirst,{line}\nsecond,{line}\n")
+    summary = run_flow([rows_csv], output=str(tmp_path / "out"), wait="poll", talks_url=engine_key.url)
+    rows = {row["section"]: row for row in manifest_rows(summary)}
+    assert statuses(list(rows.values())) == ["done", "done"]
+    assert rows["first"]["talk_id"] == rows["second"]["talk_id"]
+    assert rows["first"]["video_key"] != rows["second"]["video_key"]
+    assert rows["first"]["sha256"] == rows["second"]["sha256"]
+    assert all(local_file(row["video_uri"]).stat().st_size == row["size_bytes"] for row in rows.values())
+    same = [talk for talk in engine_talks(engine_key) if talk.get("user_data") == rows["first"]["script_id"]]
+    assert len(same) == 1
+
+
 # -- helpers -----------------------------------------------------------------------------------------
 
 
