@@ -90,7 +90,7 @@ def running_seaweedfs(root: Path, buckets: Sequence[str] = BUCKETS) -> Iterator[
     command = [
         _weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.volumeSizeLimitMB=64",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=8",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=64",  # 7 volumes per bucket; files grow as written, not preallocated
         "-volume.preStopSeconds=0", "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         f"-filer.localSocket={root}/f.sock",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={root / 's3.json'}",

@@ -35,6 +35,11 @@ class EngineSettings(BaseSettings):
     s3_endpoint_url: str | None = None  # S3-compatible store (SeaweedFS, MinIO); None: AWS
     fetch_timeout: float = Field(20.0, gt=0)  # seconds, per fetched input
     webhook_timeout: float = Field(10.0, gt=0)
+    # Replicas: talks in PostgreSQL (postgresql://user:password@host:5432/db; unset: SQLite in the data
+    # dir) and results in S3 (s3://bucket/prefix, served by presigned URLs; unset: from the data dir).
+    database_url: SecretStr | None = None
+    results_s3_url: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$")
+    lease_seconds: float = Field(30.0, gt=0)  # a replica killed mid-render frees its talk this late
 
     @field_validator("keys", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
-"""The engine's FastAPI app. Its lifespan opens the store, re-queues talks a crash left `started`,
-starts the worker processes, their supervisor and the webhook dispatcher, and stops them in reverse."""
+"""The engine's FastAPI app. Its lifespan opens the store (SQLite, or PostgreSQL shared by replicas),
+re-queues talks a crash left `started`, starts the worker processes, their supervisor and the webhook
+dispatcher, and stops them in reverse."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from talkmill.engine.api import media, talks
 from talkmill.engine.api.handlers import install_handlers
 from talkmill.engine.fetch import FetchPolicy
 from talkmill.engine.jobs.dispatch import WebhookDispatcher
-from talkmill.engine.jobs.store import TalkStore
+from talkmill.engine.jobs.stores import open_talk_store
 from talkmill.engine.jobs.workers import WorkerPool, WorkerSpec
 from talkmill.engine.settings import EngineSettings, prepare
 
@@ -57,13 +58,16 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: EngineSettings = app.state.settings
     settings.results_dir.mkdir(parents=True, exist_ok=True)
-    store = TalkStore(settings.db_path)
-    requeued = store.requeue_orphans(())  # no worker is alive yet: every `started` talk was interrupted
+    store = open_talk_store(settings)
+    requeued = store.recover_interrupted()
     if requeued:
         log.warning("re-queued %d talk(s) left started: %s", len(requeued), ", ".join(requeued))
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
     spec = WorkerSpec(
-        settings.db_path, settings.results_dir, settings.base_url, app.state.policy, parent_pid=os.getpid()
-    )
+        settings.db_path, settings.results_dir, settings.base_url, app.state.policy, parent_pid=os.getpid(),
+        database_url=database_url, results_s3_url=settings.results_s3_url,
+        lease_seconds=settings.lease_seconds,
+    )  # fmt: skip
     pool = WorkerPool(settings.workers, spec, store)
     pool.start()
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""

@@ -1,7 +1,8 @@
 """Webhook dispatch, an asyncio task in the server process: POSTs each ended talk to its webhook.
 
 Which deliveries are pending lives in the store, so a delivery interrupted by a stop or a crash is
-made after the next start. A receiver may see a talk twice and must treat it as one event.
+made after the next start. With replicas, each claims the deliveries it makes (see the store's
+claim_webhooks), so one replica delivers each. A receiver may see a talk twice and must treat it as one event.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class WebhookDispatcher:
         self._limit = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def run(self) -> None:
-        """Until cancelled: start a delivery for every due webhook not already being delivered."""
+        """Until cancelled: start a delivery for every due webhook this engine claims and is not making."""
         while True:
             try:
-                due = await asyncio.to_thread(self.store.pending_webhooks)
+                due = await asyncio.to_thread(self.store.claim_webhooks)
             except Exception:  # a locked or busy database must not end dispatching
                 log.exception("reading pending webhooks failed")
                 due = []

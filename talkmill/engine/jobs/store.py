@@ -1,8 +1,8 @@
-"""Persistent talks and their queue: SQLite in the data dir (WAL), one connection per thread.
+"""Persistent talks and their queue: the `TalkStore` interface and its SQLite default (data dir, WAL).
 
 A talk is a JSON document (the public talk object, as GET answers it) plus a few indexed columns the
-queue works on. `job` holds what is ours and never shown (result file names). The methods are the
-interface a PostgreSQL store would implement (`claim_next` maps to SELECT … FOR UPDATE SKIP LOCKED).
+queue works on. `job` holds what is ours and never shown (result file names). PostgreSQL, for engine
+replicas sharing one queue, is in pg_store.py; stores.open_talk_store picks one from the settings.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,8 @@ from talkmill.engine.errors import BadRequestError, NotFoundError, NotReadyError
 
 MAX_ATTEMPTS = 3  # a talk whose worker died this many times ends as an error, not a crash loop
 ACTIVE = ("created", "started")
+LEASE_SECONDS = 30.0  # a claimed talk is its worker's while the worker renews this lease
+WEBHOOK_LEASE_SECONDS = 180.0  # longer than one delivery round (5 tries over ~70 s + timeouts)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS talks (
@@ -62,7 +65,114 @@ class TalkRecord:
         return self.doc["id"]
 
 
-class TalkStore:
+class TalkStore(ABC):
+    """What the engine needs of a talk store. Claims are exclusive; `finish_*` are fenced by worker id.
+
+    `TalkStore(path)` opens the SQLite default, as it did before there was a second backend.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> TalkStore:
+        return super().__new__(SqliteTalkStore if cls is TalkStore else cls)
+
+    @abstractmethod
+    def create(self, doc: dict[str, Any], job: dict[str, Any] | None = None) -> None: ...
+    @abstractmethod
+    def get(self, talk_id: str) -> TalkRecord | None: ...
+    @abstractmethod
+    def list_page(self, limit: int, token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; the token of the next page, or None on the last page."""
+    @abstractmethod
+    def delete(self, talk_id: str) -> TalkRecord:
+        """Removes a finished talk; NotFoundError, or NotReadyError while it is created or started."""
+    @abstractmethod
+    def count_active(self) -> int: ...
+
+    @abstractmethod
+    def claim_next(self, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> TalkRecord | None:
+        """Atomically moves the oldest `created` talk to `started` for this worker (attempts + 1)."""
+    @abstractmethod
+    def renew_lease(self, talk_id: str, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Extends the worker's claim; False when the talk is no longer this worker's."""
+    @abstractmethod
+    def _finish(
+        self, talk_id: str, status: str, fields: dict[str, Any], job: dict[str, Any], worker_id: str | None
+    ) -> bool:
+        """False when the talk is no longer this worker's (re-queued after it was presumed dead)."""
+
+    def finish_done(
+        self,
+        talk_id: str,
+        fields: dict[str, Any],
+        job: dict[str, Any] | None = None,
+        worker_id: str | None = None,
+    ) -> bool:
+        return self._finish(talk_id, "done", fields, job or {}, worker_id)
+
+    def finish_error(self, talk_id: str, error: dict[str, Any], worker_id: str | None = None) -> bool:
+        return self._finish(talk_id, "error", {"error": error}, {}, worker_id)
+
+    @abstractmethod
+    def requeue_workers(self, worker_ids: Collection[str], crashed: bool = True) -> list[str]:
+        """The talks these (dead or stopped) workers had started go back to `created` (ids returned).
+
+        `crashed=False` (a clean stop interrupted them) does not count the attempt. After MAX_ATTEMPTS
+        crashes a talk ends with UnknownError instead of crashing workers forever.
+        """
+    @abstractmethod
+    def requeue_expired(self) -> list[str]:
+        """Re-queues (as crashed) `started` talks whose lease ran out: their worker or replica died."""
+    @abstractmethod
+    def recover_interrupted(self) -> list[str]:
+        """At start-up, before this engine's workers run: re-queues the talks a crash left `started`."""
+
+    @abstractmethod
+    def claim_webhooks(
+        self, limit: int = 50, lease_seconds: float = WEBHOOK_LEASE_SECONDS
+    ) -> list[TalkRecord]:
+        """Ended talks whose webhook is due, for this engine to deliver (see mark_webhook)."""
+    @abstractmethod
+    def mark_webhook(
+        self, talk_id: str, delivered: bool, attempts: int, last_error: str | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        """Records a delivery attempt. Not delivered with `next_at`: retry then; without: give up."""
+    @abstractmethod
+    def webhook_state(self, talk_id: str) -> str | None: ...
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+# -- the talk document's transitions, shared by the backends ----------------------------------------
+
+
+def started_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    now = utc_now_iso()
+    return {**doc, "status": "started", "started_at": now, "modified_at": now}
+
+
+def ended_doc(doc: dict[str, Any], status: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, **fields, "status": status, "modified_at": utc_now_iso()}
+
+
+def requeued_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {**doc, "status": "created", "modified_at": utc_now_iso()}
+    doc.pop("started_at", None)
+    return doc
+
+
+def crashed_doc(doc: dict[str, Any], attempts: int) -> dict[str, Any]:
+    error = {"kind": "UnknownError", "description": f"rendering crashed {attempts} times"}
+    return ended_doc(doc, "error", {"error": error})
+
+
+def ended_webhook_state(state: str) -> str:
+    """A webhook waits for its talk to end, then is due."""
+    return "pending" if state == "waiting" else state
+
+
+class SqliteTalkStore(TalkStore):
+    """One engine's store: its supervisor sees its workers die, so no leases are kept here."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
@@ -108,22 +218,20 @@ class TalkStore:
 
     def get(self, talk_id: str) -> TalkRecord | None:
         row = self._conn().execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
-        return _record(row) if row else None
+        return record_of(row) if row else None
 
     def list_page(self, limit: int, token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; the token of the next page, or None on the last page."""
-        before = _decode_token(token) if token else None
+        before = decode_token(token) if token else None
         rows = self._conn().execute(
             "SELECT seq, doc FROM talks WHERE (? IS NULL OR seq < ?) ORDER BY seq DESC LIMIT ?",
             (before, before, limit + 1),
         ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        next_token = _encode_token(rows[-1]["seq"]) if more else None
+        next_token = encode_token(rows[-1]["seq"]) if more else None
         return [json.loads(row["doc"]) for row in rows], next_token
 
     def delete(self, talk_id: str) -> TalkRecord:
-        """Removes a finished talk; NotReadyError while it is created or started."""
         with self._transaction() as conn:
             row = conn.execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
             if row is None:
@@ -131,98 +239,88 @@ class TalkStore:
             if row["status"] in ACTIVE:
                 raise NotReadyError(f"Talk {talk_id!r} is still {row['status']}.", {"status": row["status"]})
             conn.execute("DELETE FROM talks WHERE id = ?", (talk_id,))
-        return _record(row)
+        return record_of(row)
 
     def count_active(self) -> int:
         row = self._conn().execute("SELECT COUNT(*) FROM talks WHERE status IN (?, ?)", ACTIVE).fetchone()
         return row[0]
 
     # -- queue ----------------------------------------------------------------------------------
-    def claim_next(self, worker_id: str) -> TalkRecord | None:
-        """Atomically moves the oldest `created` talk to `started` for this worker."""
-        with self._transaction() as conn:
+    def claim_next(self, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> TalkRecord | None:
+        with self._transaction() as conn:  # the write lock makes the claim exclusive
             row = conn.execute("SELECT * FROM talks WHERE status = 'created' ORDER BY seq LIMIT 1").fetchone()
             if row is None:
                 return None
-            doc = json.loads(row["doc"])
-            now = utc_now_iso()
-            doc.update(status="started", started_at=now, modified_at=now)
+            doc = started_doc(json.loads(row["doc"]))
             conn.execute(
                 "UPDATE talks SET status = 'started', worker_id = ?, attempts = attempts + 1, doc = ? "
                 "WHERE id = ?",
                 (worker_id, json.dumps(doc), row["id"]),
             )
-        record = _record(row)
+        record = record_of(row)
         record.doc, record.worker_id, record.attempts = doc, worker_id, record.attempts + 1
         return record
 
-    def finish_done(
-        self,
-        talk_id: str,
-        fields: dict[str, Any],
-        job: dict[str, Any] | None = None,
-        worker_id: str | None = None,
-    ) -> bool:
-        return self._finish(talk_id, "done", fields, job or {}, worker_id)
-
-    def finish_error(self, talk_id: str, error: dict[str, Any], worker_id: str | None = None) -> bool:
-        return self._finish(talk_id, "error", {"error": error}, {}, worker_id)
+    def renew_lease(self, talk_id: str, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> bool:
+        row = self._conn().execute("SELECT status, worker_id FROM talks WHERE id = ?", (talk_id,)).fetchone()
+        return row is not None and tuple(row) == ("started", worker_id)
 
     def _finish(
         self, talk_id: str, status: str, fields: dict[str, Any], job: dict[str, Any], worker_id: str | None
     ) -> bool:
-        """False when the talk is no longer this worker's (re-queued after it was presumed dead)."""
         with self._transaction() as conn:
             row = conn.execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
             if row is None or row["status"] in ("done", "error"):
                 return False
             if worker_id is not None and (row["worker_id"] != worker_id or row["status"] != "started"):
                 return False
-            doc = {**json.loads(row["doc"]), **fields, "status": status, "modified_at": utc_now_iso()}
+            doc = ended_doc(json.loads(row["doc"]), status, fields)
             merged_job = {**json.loads(row["job"]), **job}
-            state = "pending" if row["webhook_state"] == "waiting" else row["webhook_state"]
             conn.execute(
                 "UPDATE talks SET status = ?, doc = ?, job = ?, webhook_state = ?, webhook_next_at = 0 "
                 "WHERE id = ?",
-                (status, json.dumps(doc), json.dumps(merged_job), state, talk_id),
+                (status, json.dumps(doc), json.dumps(merged_job), ended_webhook_state(row["webhook_state"]),
+                 talk_id),
             )
         return True
 
     def requeue_orphans(self, live_workers: Collection[str] = (), crashed: bool = True) -> list[str]:
-        """Talks `started` by a worker not in `live_workers` go back to `created` (ids returned).
-
-        `crashed=False` (a clean shutdown interrupted them) does not count the attempt. After
-        MAX_ATTEMPTS crashes a talk ends with UnknownError instead of crashing workers forever.
-        """
-        requeued = []
+        """Talks `started` by a worker not in `live_workers` go back to `created` (see requeue_workers)."""
         with self._transaction() as conn:
             rows = conn.execute("SELECT * FROM talks WHERE status = 'started'").fetchall()
-            for row in rows:
-                if row["worker_id"] in live_workers:
-                    continue
-                attempts = row["attempts"] if crashed else max(row["attempts"] - 1, 0)
-                if attempts >= MAX_ATTEMPTS:
-                    self._fail_crashed(conn, row, attempts)
-                    continue
-                doc = {**json.loads(row["doc"]), "status": "created", "modified_at": utc_now_iso()}
-                doc.pop("started_at", None)
-                conn.execute(
-                    "UPDATE talks SET status = 'created', worker_id = NULL, attempts = ?, doc = ? "
-                    "WHERE id = ?",
-                    (attempts, json.dumps(doc), row["id"]),
-                )
-                requeued.append(row["id"])
-        return requeued
+            return self._requeue(conn, [row for row in rows if row["worker_id"] not in live_workers], crashed)
+
+    def requeue_workers(self, worker_ids: Collection[str], crashed: bool = True) -> list[str]:
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT * FROM talks WHERE status = 'started'").fetchall()
+            return self._requeue(conn, [row for row in rows if row["worker_id"] in worker_ids], crashed)
+
+    def requeue_expired(self) -> list[str]:
+        return []  # no leases: one engine, whose supervisor re-queues the talks of workers that died
+
+    def recover_interrupted(self) -> list[str]:
+        return self.requeue_orphans(())  # one engine per database: no worker is alive yet
 
     @staticmethod
-    def _fail_crashed(conn: sqlite3.Connection, row: sqlite3.Row, attempts: int) -> None:
-        error = {"kind": "UnknownError", "description": f"rendering crashed {attempts} times"}
-        doc = {**json.loads(row["doc"]), "status": "error", "error": error, "modified_at": utc_now_iso()}
-        state = "pending" if row["webhook_state"] == "waiting" else row["webhook_state"]
-        conn.execute(
-            "UPDATE talks SET status = 'error', attempts = ?, doc = ?, webhook_state = ? WHERE id = ?",
-            (attempts, json.dumps(doc), state, row["id"]),
-        )
+    def _requeue(conn: sqlite3.Connection, rows: list[sqlite3.Row], crashed: bool) -> list[str]:
+        requeued = []
+        for row in rows:
+            attempts = row["attempts"] if crashed else max(row["attempts"] - 1, 0)
+            doc = json.loads(row["doc"])
+            if attempts >= MAX_ATTEMPTS:
+                conn.execute(
+                    "UPDATE talks SET status = 'error', attempts = ?, doc = ?, webhook_state = ? "
+                    "WHERE id = ?",
+                    (attempts, json.dumps(crashed_doc(doc, attempts)),
+                     ended_webhook_state(row["webhook_state"]), row["id"]),
+                )
+                continue
+            conn.execute(
+                "UPDATE talks SET status = 'created', worker_id = NULL, attempts = ?, doc = ? WHERE id = ?",
+                (attempts, json.dumps(requeued_doc(doc)), row["id"]),
+            )
+            requeued.append(row["id"])
+        return requeued
 
     # -- webhooks -------------------------------------------------------------------------------
     def pending_webhooks(self, now: float | None = None, limit: int = 50) -> list[TalkRecord]:
@@ -233,7 +331,13 @@ class TalkStore:
             "ORDER BY seq LIMIT ?",
             (now, limit),
         ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
+
+    def claim_webhooks(
+        self, limit: int = 50, lease_seconds: float = WEBHOOK_LEASE_SECONDS
+    ) -> list[TalkRecord]:
+        # One engine: its dispatcher knows what it is delivering, and a restart delivers at once.
+        return self.pending_webhooks(limit=limit)
 
     def mark_webhook(
         self,
@@ -243,7 +347,6 @@ class TalkStore:
         last_error: str | None = None,
         next_at: float | None = None,
     ) -> None:
-        """Records a delivery attempt. Not delivered with `next_at`: retry then; without: give up."""
         state = "delivered" if delivered else ("pending" if next_at is not None else "failed")
         with self._transaction() as conn:
             conn.execute(
@@ -257,7 +360,7 @@ class TalkStore:
         return row[0] if row else None
 
 
-def _record(row: sqlite3.Row) -> TalkRecord:
+def record_of(row: Any) -> TalkRecord:  # a sqlite3.Row or a psycopg dict row
     return TalkRecord(
         doc=json.loads(row["doc"]),
         job=json.loads(row["job"]),
@@ -267,11 +370,11 @@ def _record(row: sqlite3.Row) -> TalkRecord:
     )
 
 
-def _encode_token(seq: int) -> str:
+def encode_token(seq: int) -> str:
     return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
 
 
-def _decode_token(token: str) -> int:
+def decode_token(token: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         prefix, seq = text.split(":", 1)

@@ -6,7 +6,9 @@ Runs in worker processes only; the render modules are imported here, never by th
 from __future__ import annotations
 
 import io
+import mimetypes
 import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from talkmill.engine.jobs.store import TalkRecord
 MAX_AUDIO_SECONDS = 600  # D-ID's limit for talks
 MAX_LOGO_PIXELS = 4096 * 4096
 PLACEHOLDER_LOGO = "ai"
+RESULT_URL_SECONDS = 24 * 3600  # presigned result URLs (results in S3) stay valid this long, as D-ID's
 
 
 @dataclass
@@ -32,16 +35,19 @@ class WorkContext:
     policy: FetchPolicy
     renderer: Any  # talkmill.engine.render.talk.Renderer
     synthesizer: Any  # talkmill.engine.render.tts.Synthesizer
+    results_s3_url: str | None = None  # s3://bucket/prefix: results go there, any replica can serve them
 
 
-def load_context(results_dir: Path, base_url: str, policy: FetchPolicy) -> WorkContext:
+def load_context(
+    results_dir: Path, base_url: str, policy: FetchPolicy, results_s3_url: str | None = None
+) -> WorkContext:
     """Loads the models (slow, once per worker process)."""
     from talkmill.engine.render.talk import Renderer
     from talkmill.engine.render.tts import Synthesizer
 
     synthesizer = Synthesizer()
     synthesizer.warm()
-    return WorkContext(results_dir, base_url, policy, Renderer(), synthesizer)
+    return WorkContext(results_dir, base_url, policy, Renderer(), synthesizer, results_s3_url)
 
 
 def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
@@ -69,13 +75,13 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     elapsed = time.monotonic() - started  # claim to finished file: what processing_fps measures
     audio_path = folder / f"{secrets.token_urlsafe(24)}.wav"
     write_wav(speech, audio_path)
-    result_url = f"{ctx.base_url}/results/{talk.id}/{Path(result.path).name}"
     destination = talk.job.get("result_destination")
     if destination:
-        result_url = upload_result(Path(result.path), destination, talk.id, ctx.policy)
+        destination = upload_result(Path(result.path), destination, talk.id, ctx.policy)
+    result_url, audio_url = publish([Path(result.path), audio_path], talk.id, ctx)
     return {
-        "result_url": result_url,
-        "audio_url": f"{ctx.base_url}/results/{talk.id}/{audio_path.name}",
+        "result_url": destination or result_url,
+        "audio_url": audio_url,
         "duration": round(result.duration, 3),
         "metadata": {
             "driver_url": driver.url,
@@ -131,21 +137,49 @@ def load_logo(logo: dict[str, Any] | None, policy: FetchPolicy) -> np.ndarray | 
         raise LogoError("The logo is not a readable image.", {"field": field}) from e
 
 
-def upload_result(path: Path, destination: str, talk_id: str, policy: FetchPolicy) -> str:
-    """Copies the result to s3://bucket/key (or s3://bucket/prefix/<talk id>.<ext>); its s3:// URL."""
+def publish(paths: list[Path], talk_id: str, ctx: WorkContext) -> list[str]:
+    """The URLs of a talk's files: this engine's /results route, or, with results in S3, presigned GET
+    URLs (any replica's talks readable without credentials) and the local copies removed."""
+    if not ctx.results_s3_url:
+        return [f"{ctx.base_url}/results/{talk_id}/{path.name}" for path in paths]
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = ctx.results_s3_url.removeprefix("s3://").partition("/")
+    client, urls = _s3_client(ctx.policy), []
+    for path in paths:
+        key = "/".join(part for part in (prefix.strip("/"), talk_id, path.name) if part)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
+        except (BotoCoreError, ClientError) as e:
+            raise UnknownError(f"Could not store the result in s3://{bucket}/{key}.", str(e)) from e
+        params = {"Bucket": bucket, "Key": key}
+        urls.append(client.generate_presigned_url("get_object", Params=params, ExpiresIn=RESULT_URL_SECONDS))
+    shutil.rmtree(paths[0].parent, ignore_errors=True)
+    return urls
+
+
+def _s3_client(policy: FetchPolicy) -> Any:
     import boto3
     from botocore.config import Config
+
+    # S3-compatible stores (SeaweedFS, MinIO) reject the checksums boto3 sends by default
+    config = Config(
+        signature_version="s3v4", request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )  # fmt: skip
+    return boto3.client("s3", endpoint_url=policy.s3_endpoint_url, config=config)
+
+
+def upload_result(path: Path, destination: str, talk_id: str, policy: FetchPolicy) -> str:
+    """Copies the result to s3://bucket/key (or s3://bucket/prefix/<talk id>.<ext>); its s3:// URL."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = destination.removeprefix("s3://").partition("/")
     if not key or key.endswith("/"):
         key = f"{key}{talk_id}{path.suffix}"
-    # S3-compatible stores (SeaweedFS, MinIO) reject the checksums boto3 sends by default
-    config = Config(
-        request_checksum_calculation="when_required", response_checksum_validation="when_required"
-    )
     try:
-        client = boto3.client("s3", endpoint_url=policy.s3_endpoint_url, config=config)
+        client = _s3_client(policy)
         client.upload_file(str(path), bucket, key)
     except (BotoCoreError, ClientError) as e:
         raise UnknownError(f"Could not write the result to s3://{bucket}/{key}.", str(e)) from e

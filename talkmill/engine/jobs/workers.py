@@ -1,7 +1,8 @@
 """A bounded pool of worker processes (rendering is CPU-bound: one per core by default).
 
-Each worker loads the models once, then loops: claim the oldest `created` talk → render → finish. The
-pool, in the server process, restarts a worker that died and puts its talk back in the queue.
+Each worker loads the models once, then loops: claim the oldest `created` talk → render → finish,
+renewing the talk's lease meanwhile. The pool, in the server process, restarts a worker that died and
+puts its talk back in the queue, and re-queues talks whose lease ran out (another replica died).
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ import multiprocessing
 import os
 import secrets
 import signal
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from talkmill.engine.errors import EngineError, UnknownError
 from talkmill.engine.fetch import FetchPolicy
-from talkmill.engine.jobs.store import TalkRecord, TalkStore
+from talkmill.engine.jobs.store import LEASE_SECONDS, TalkRecord, TalkStore
+from talkmill.engine.jobs.stores import open_store
 
 log = logging.getLogger("talkmill.engine.workers")
 
@@ -31,13 +36,16 @@ _CTX = multiprocessing.get_context("spawn")  # fork would copy the server's thre
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process needs, picklable: no secrets, no open handles."""
+    """What a worker process needs, picklable: no API keys, no open handles."""
 
     db_path: Path
     results_dir: Path
     base_url: str
     policy: FetchPolicy
     parent_pid: int
+    database_url: str | None = None  # PostgreSQL (replicas); None: SQLite at db_path
+    results_s3_url: str | None = None  # s3://bucket/prefix; None: results stay in results_dir
+    lease_seconds: float = LEASE_SECONDS
 
 
 def worker_main(worker_id: str, spec: WorkerSpec, stop) -> None:  # noqa: ANN001 (a shared c_bool)
@@ -47,16 +55,40 @@ def worker_main(worker_id: str, spec: WorkerSpec, stop) -> None:  # noqa: ANN001
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from talkmill.engine.jobs.work import load_context
 
-    store = TalkStore(spec.db_path)
+    store = open_store(spec.database_url, spec.db_path)
     started = time.monotonic()
-    ctx = load_context(spec.results_dir, spec.base_url, spec.policy)
+    ctx = load_context(spec.results_dir, spec.base_url, spec.policy, spec.results_s3_url)
     log.info("models loaded in %.1f s", time.monotonic() - started)
     while not stop.value and os.getppid() == spec.parent_pid:  # orphaned: the server is gone
-        record = store.claim_next(worker_id)
+        record = store.claim_next(worker_id, spec.lease_seconds)
         if record is None:
             time.sleep(POLL_SECONDS)
             continue
-        run_one(store, record, ctx, worker_id)
+        with _heartbeat(store, record.id, worker_id, spec.lease_seconds):
+            run_one(store, record, ctx, worker_id)
+
+
+@contextmanager
+def _heartbeat(store: TalkStore, talk_id: str, worker_id: str, lease_seconds: float) -> Iterator[None]:
+    """Renews the talk's lease every third of it, from a thread: rendering holds the main one."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(lease_seconds / 3):
+            try:
+                if not store.renew_lease(talk_id, worker_id, lease_seconds):
+                    log.warning("talk %s was re-queued while rendering: its result will be refused", talk_id)
+                    return
+            except Exception:  # a database hiccup: try again next beat, the lease has slack
+                log.exception("renewing the lease of talk %s failed", talk_id)
+
+    thread = threading.Thread(target=beat, name=f"lease-{talk_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def run_one(store: TalkStore, record: TalkRecord, ctx, worker_id: str) -> None:  # noqa: ANN001
@@ -115,12 +147,17 @@ class WorkerPool:
         return sum(slot.process.is_alive() for slot in self.slots)
 
     def supervise(self) -> None:
-        """Restarts dead workers (backing off if they die young) and re-queues their talks."""
-        dead = [index for index, slot in enumerate(self.slots) if not slot.process.is_alive()]
-        if not dead or self._stop.value:
+        """Restarts dead workers (backing off if they die young) and re-queues their talks, and the
+        talks whose lease ran out (their worker or replica died: a replica sees no other's workers)."""
+        if self._stop.value:
             return
-        live = {slot.worker_id for slot in self.slots if slot.process.is_alive()}
-        requeued = self.store.requeue_orphans(live)
+        expired = self.store.requeue_expired()
+        if expired:
+            log.warning("re-queued talk(s) whose lease expired: %s", ", ".join(expired))
+        dead = [index for index, slot in enumerate(self.slots) if not slot.process.is_alive()]
+        if not dead:
+            return
+        requeued = self.store.requeue_workers([self.slots[index].worker_id for index in dead])
         now = time.monotonic()
         for index in dead:
             slot = self.slots[index]
@@ -145,4 +182,4 @@ class WorkerPool:
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join(2)
-        self.store.requeue_orphans((), crashed=False)
+        self.store.requeue_workers([slot.worker_id for slot in self.slots], crashed=False)
