@@ -41,6 +41,25 @@ def run(
     raise typer.Exit(run_flow(sources, **options))
 
 
+@app.command("serve")
+def serve_command(
+    port: int = typer.Option(4200, help="The Prefect server's port on 127.0.0.1 (unless $PREFECT_API_URL names a server)."),
+    inbox: Optional[str] = typer.Option(None, help="Watch this folder or s3://bucket/prefix/ for new files; without it, no watcher."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Where runs write videos; default: the config's output."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A YAML pipeline config for every run."),
+    watch_interval: float = typer.Option(30.0, help="Seconds between two looks at the inbox."),
+    talks_budget: Optional[int] = typer.Option(None, help="Talks in flight across all runs; default: backend.concurrency."),
+) -> None:
+    """Run talkmill as a service: a Prefect server and UI, the deployments served here, an inbox watcher."""
+    from talkmill.run_cli import quiet_prefect
+
+    quiet_prefect(verbose=True)
+    from talkmill.serve import ServeOptions, serve
+
+    serve(ServeOptions(port=port, inbox=inbox, output=output, config=config, watch_interval=watch_interval,
+                       talks_budget=talks_budget))
+
+
 @engine.command("serve")
 def serve(
     host: Optional[str] = typer.Option(None, help="Address to listen on \\[default: 127.0.0.1]."),

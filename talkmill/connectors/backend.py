@@ -37,6 +37,7 @@ class Backend:
     existing: dict[str, dict[str, Any]] = field(default_factory=dict)  # script id → newest talk for it
     presenters: dict[str, str] = field(default_factory=dict)  # local path → uploaded source_url
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    shared_budget: bool = False  # a Prefect global concurrency limit shared by runs exists (talkmill serve)
     _upload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def source_url(self, presenter: str) -> str:

@@ -2,7 +2,9 @@
 
 Concurrency is bounded inside the run by a semaphore (Prefect's own limits hand slots over slowly): a
 slot is held from create until the talk ends, so the backend always has `concurrency` talks in hand
-while work remains; publishing happens after the slot is freed. A script whose talk already exists at
+while work remains; publishing happens after the slot is freed. Each talk also holds a slot of the
+Prefect global concurrency limit "talkmill-talks" when it exists (`talkmill serve` creates it): the
+budget shared by all runs on one server; without it that is a no-op. A script whose talk already exists at
 the backend (found by its id in `user_data`) is awaited, never created twice.
 """
 
@@ -10,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from contextlib import nullcontext
 import json
 import logging
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import concurrency
 from prefect.utilities.annotations import quote
 
 from talkmill.connectors.backend import Backend
@@ -27,6 +31,7 @@ from talkmill.progress import emit
 from talkmill.tasks.manifest import ManifestRow, now_iso
 
 log = logging.getLogger("talkmill.talks")
+TALKS_LIMIT = "talkmill-talks"  # the global concurrency limit shared by runs (created by `talkmill serve`)
 REUSABLE = ("created", "started", "done")  # an existing talk in these states is awaited, not recreated
 
 
@@ -51,6 +56,7 @@ async def make_videos(todo: list[tuple[Script, ManifestRow]], backend: Backend, 
     create), and the spare worker publishes while the slots stay busy."""
     pending = iter(todo)  # shared by the workers; each item is taken once
     finished: list[ManifestRow] = []
+    backend.shared_budget = await _limit_exists(TALKS_LIMIT)
 
     async def worker() -> None:
         for script, row in pending:
@@ -66,7 +72,8 @@ async def make_video(script: Script, row: ManifestRow, backend: Backend, store: 
     """One script to one stored video; a failure fails this row only."""
     row.started_at = now_iso()
     try:
-        async with backend.slots:
+        # the run's own slot first: a talk waiting for it must not sit on a slot of the shared budget
+        async with backend.slots, (concurrency(TALKS_LIMIT) if backend.shared_budget else nullcontext()):
             talk = await _talk_for(script, row, backend)
         if talk.get("status") != "done":
             error = talk.get("error") or {}
@@ -82,6 +89,19 @@ async def make_video(script: Script, row: ManifestRow, backend: Backend, store: 
         row.finish("failed", error_kind=type(e).__name__, error_message=str(e))
     emit("finished", row=row)
     return row
+
+
+async def _limit_exists(name: str) -> bool:
+    """Looked up once per run: asking per talk costs a call and a warning each when it is absent."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
 
 
 async def _talk_for(script: Script, row: ManifestRow, backend: Backend) -> dict[str, Any]:
