@@ -34,6 +34,7 @@ from talkmill.engine.jobs.store import (
     record_of,
     requeued_doc,
     started_doc,
+    webhook_state_after,
 )
 
 POOL_SIZE = 8  # connections per process; FastAPI's thread pool waits for one rather than opening 40
@@ -259,7 +260,7 @@ class PgTalkStore(TalkStore):
         last_error: str | None = None,
         next_at: float | None = None,
     ) -> None:
-        state = "delivered" if delivered else ("pending" if next_at is not None else "failed")
+        state = webhook_state_after(delivered, next_at)
         with self._cursor() as cur:
             cur.execute(
                 "UPDATE talks SET webhook_state = %s, webhook_attempts = %s, webhook_last_error = %s, "

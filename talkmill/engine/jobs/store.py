@@ -347,7 +347,7 @@ class SqliteTalkStore(TalkStore):
         last_error: str | None = None,
         next_at: float | None = None,
     ) -> None:
-        state = "delivered" if delivered else ("pending" if next_at is not None else "failed")
+        state = webhook_state_after(delivered, next_at)
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE talks SET webhook_state = ?, webhook_attempts = ?, webhook_last_error = ?, "
@@ -358,6 +358,11 @@ class SqliteTalkStore(TalkStore):
     def webhook_state(self, talk_id: str) -> str | None:
         row = self._conn().execute("SELECT webhook_state FROM talks WHERE id = ?", (talk_id,)).fetchone()
         return row[0] if row else None
+
+
+def webhook_state_after(delivered: bool, next_at: float | None) -> str:
+    """A delivery round's outcome: delivered, pending (another round is due at next_at) or failed."""
+    return "delivered" if delivered else ("pending" if next_at is not None else "failed")
 
 
 def record_of(row: Any) -> TalkRecord:  # a sqlite3.Row or a psycopg dict row
