@@ -157,19 +157,10 @@ class S3Store(_Streaming):
 
 
 def _s3_client(endpoint_url: str | None, region: str | None) -> Any:
-    import boto3  # here, not at the top: a second of import the local-only path never pays
-    from botocore.config import Config
+    from talkmill.s3 import s3_client
 
-    config = Config(
-        # S3-compatible servers reject or mangle the newer default CRC checksums
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-        **({"s3": {"addressing_style": "path"}} if endpoint_url else {}),
-    )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    return s3_client(endpoint_url, region, retries={"max_attempts": 5, "mode": "standard"},
+                     connect_timeout=10, read_timeout=60)
 
 
 @contextmanager

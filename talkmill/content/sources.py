@@ -59,18 +59,15 @@ def _read_http(uri: str, timeout: float, max_bytes: int) -> bytes:
 
 
 def _read_s3(uri: str, max_bytes: int, endpoint_url: str | None, region: str | None) -> bytes:
-    import boto3  # imported here: slow to import and only needed for s3:// sources
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from talkmill.s3 import s3_client
 
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
         raise UnsupportedSourceError(f"{uri}: an s3 source must look like s3://bucket/key")
-    # S3-compatible stores (SeaweedFS, MinIO) reject the newer default checksums.
-    config = Config(request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required")
-    client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    client = s3_client(endpoint_url, region)
     try:
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         data = body.read(max_bytes + 1)

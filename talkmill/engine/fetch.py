@@ -304,21 +304,15 @@ def _s3_location(url: httpx.URL, field: str, error: type[EngineError]) -> tuple[
 
 
 def _read_s3(bucket: str, key: str, job: _Job) -> bytes:
-    import boto3  # slow to import; only s3:// inputs need it
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    config = Config(
-        connect_timeout=job.policy.timeout,
-        read_timeout=job.policy.timeout,
-        retries={"max_attempts": 2},
-        # S3-compatible stores (SeaweedFS, MinIO, R2) reject the checksums boto3 now sends by default
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
+    from talkmill.s3 import s3_client
+
     where = f"s3://{bucket}/{key}"
     try:
-        client = boto3.client("s3", endpoint_url=job.policy.s3_endpoint_url, config=config)
+        timeout = job.policy.timeout
+        client = s3_client(job.policy.s3_endpoint_url, connect_timeout=timeout, read_timeout=timeout,
+                           retries={"max_attempts": 2})
         response = client.get_object(Bucket=bucket, Key=key)
         with closing(response["Body"]) as body:
             if response.get("ContentLength", 0) > job.max_bytes:

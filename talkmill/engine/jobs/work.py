@@ -19,6 +19,7 @@ import numpy as np
 from talkmill.engine.errors import AudioError, LogoError, SourceError, UnknownError
 from talkmill.engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, fetch_bytes
 from talkmill.engine.jobs.store import TalkRecord
+from talkmill.s3 import s3_client
 
 MAX_AUDIO_SECONDS = 600  # D-ID's limit for talks
 MAX_LOGO_PIXELS = 4096 * 4096
@@ -160,15 +161,7 @@ def publish(paths: list[Path], talk_id: str, ctx: WorkContext) -> list[str]:
 
 
 def _s3_client(policy: FetchPolicy) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    # S3-compatible stores (SeaweedFS, MinIO) reject the checksums boto3 sends by default
-    config = Config(
-        signature_version="s3v4", request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )  # fmt: skip
-    return boto3.client("s3", endpoint_url=policy.s3_endpoint_url, config=config)
+    return s3_client(policy.s3_endpoint_url, signature_version="s3v4")  # v4: presigned URLs that work everywhere
 
 
 def upload_result(path: Path, destination: str, talk_id: str, policy: FetchPolicy) -> str:
