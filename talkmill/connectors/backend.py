@@ -4,8 +4,9 @@
   data dir), webhooks received on 127.0.0.1.
 - `backend.url` set (D-ID's cloud, an engine elsewhere): the key from the environment variable named by
   `backend.key_env`. Webhook mode there needs the sender's signing secret in TALKMILL_TALKS_WEBHOOK_SECRET
-  and a receiver the backend can reach (TALKMILL_TALKS_WEBHOOK_URL, e.g. a tunnel); without them the run
-  polls, and says so.
+  and a receiver the backend can reach: TALKMILL_TALKS_WEBHOOK_URL, the address the backend calls (e.g. a
+  tunnel), and TALKMILL_TALKS_WEBHOOK_LISTEN, where the receiver listens (host:port, default 127.0.0.1 on
+  a free port). Without the secret and the URL the run polls, and says so.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from talkmill.connectors.talks import TalksClient
 log = logging.getLogger("talkmill.backend")
 WEBHOOK_SECRET_ENV = "TALKMILL_TALKS_WEBHOOK_SECRET"
 WEBHOOK_URL_ENV = "TALKMILL_TALKS_WEBHOOK_URL"
+WEBHOOK_LISTEN_ENV = "TALKMILL_TALKS_WEBHOOK_LISTEN"
 
 
 @dataclass
@@ -83,4 +85,7 @@ def _receiver(config: BackendConfig, secret: str | None, public_url: str | None,
         log.warning("webhook mode needs $%s and $%s for a remote backend: polling instead",
                     WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV)
         return None
-    return WebhookReceiver(secret, public_url=public_url).start()
+    host, _, port = os.environ.get(WEBHOOK_LISTEN_ENV, "127.0.0.1:0").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"${WEBHOOK_LISTEN_ENV} must be host:port, e.g. 0.0.0.0:8765")
+    return WebhookReceiver(secret, host=host, port=int(port), public_url=public_url).start()
