@@ -77,6 +77,13 @@ def test_two_replicas_render_every_talk_once_and_answer_for_all(
                 http = (http_a, http_b)[n % 2]
                 body = say(static_server, f"Talk number {n}.", webhook=receiver.url, user_data=f"n{n}")
                 ids.append(http.post("/talks", json=body).json()["id"])
+            # an image uploaded to one replica is a source for a talk posted to the other
+            portrait = (static_server.root / "grace_hopper.jpg").read_bytes()
+            uploaded = http_b.post("/images", files={"image": ("grace.jpg", portrait, "image/jpeg")}).json()
+            assert uploaded["url"].startswith(f"s3://{BUCKET}/{PREFIX}/uploads/images/")
+            body = {"source_url": uploaded["url"], "script": {"type": "text", "input": "Uploaded elsewhere."},
+                    "webhook": receiver.url}
+            ids.append(http_a.post("/talks", json=body).json()["id"])
             done = {talk_id: wait_for(http_a, talk_id, timeout=240) for talk_id in ids}
             assert all(talk["status"] == "done" for talk in done.values()), done
             for talk_id in ids:  # either replica answers for any talk, with the same document

@@ -9,12 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from talkmill.engine.api.auth import require_key
 from talkmill.engine.api.intake import new_id
 from talkmill.engine.api.schemas import ErrorBody, Upload
-from talkmill.engine.errors import InvalidFileSizeError, NotFoundError, UnsupportedMimeTypeError
+from talkmill.engine.errors import InvalidFileSizeError, NotFoundError, UnknownError, UnsupportedMimeTypeError
 from talkmill.engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
+
 _CHUNK = 1024 * 1024
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 # PyAV container names → the extension a file keeps.
@@ -33,14 +35,14 @@ voices = APIRouter(tags=["voices"], dependencies=[Depends(require_key)])
 async def upload_image(request: Request, image: UploadFile = File(...)) -> JSONResponse:
     data = await read_capped(image, MAX_IMAGE_BYTES, "image")
     extension = image_extension(data)
-    return save_upload(request, "images", new_id("img"), extension, data)
+    return await save_upload(request, "images", new_id("img"), extension, data)
 
 
 @uploads.post("/audios", status_code=201, response_model=Upload)
 async def upload_audio(request: Request, audio: UploadFile = File(...)) -> JSONResponse:
     data = await read_capped(audio, MAX_AUDIO_BYTES, "audio")
     extension = audio_extension(data)
-    return save_upload(request, "audios", new_id("aud"), extension, data)
+    return await save_upload(request, "audios", new_id("aud"), extension, data)
 
 
 async def read_capped(upload: UploadFile, max_bytes: int, field: str) -> bytes:
@@ -85,12 +87,33 @@ def audio_extension(data: bytes) -> str:
     return AUDIO_EXTENSIONS[name]
 
 
-def save_upload(request: Request, kind: str, upload_id: str, extension: str, data: bytes) -> JSONResponse:
-    folder: Path = request.app.state.settings.uploads_dir / kind
-    folder.mkdir(parents=True, exist_ok=True)
+async def save_upload(request: Request, kind: str, upload_id: str, extension: str, data: bytes) -> JSONResponse:
+    """Kept in the data dir (url upload://…), or, when results go to S3, beside them (url s3://…, as D-ID's
+    uploads are): then every replica can fetch what any one of them was given."""
+    settings = request.app.state.settings
     name = f"{upload_id}.{extension}"
-    (folder / name).write_bytes(data)
-    return JSONResponse({"id": upload_id, "url": f"upload://{kind}/{name}"}, status_code=201)
+    if settings.results_s3_url:
+        url = await run_in_threadpool(_upload_to_s3, settings, f"uploads/{kind}/{name}", data)
+    else:
+        folder: Path = settings.uploads_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        url = f"upload://{kind}/{name}"
+    return JSONResponse({"id": upload_id, "url": url}, status_code=201)
+
+
+def _upload_to_s3(settings: Any, key: str, data: bytes) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from talkmill.s3 import s3_client
+
+    bucket, _, prefix = settings.results_s3_url.removeprefix("s3://").partition("/")
+    key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
+    try:
+        s3_client(settings.s3_endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
+    except (BotoCoreError, ClientError) as e:
+        raise UnknownError(f"Could not store the upload in s3://{bucket}/{key}.", str(e)) from e
+    return f"s3://{bucket}/{key}"
 
 
 @public.get("/results/{talk_id}/{filename}", include_in_schema=False)
