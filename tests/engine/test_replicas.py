@@ -106,6 +106,9 @@ def test_two_replicas_render_every_talk_once_and_answer_for_all(
         assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
         assert probe_video(video.content).frames == talk["metadata"]["num_frames"]
         assert httpx.get(talk["audio_url"], timeout=30).content[:4] == b"RIFF"
+        with b.client() as http_b:  # deleting a talk removes its files from S3 too
+            assert http_b.delete(f"/talks/{ids[0]}").status_code == 200
+        assert result_files(seaweedfs, ids[0]) == []
         time.sleep(1.0)  # a second delivery, if any, would arrive by now
         delivered = Counter(json.loads(body)["id"] for _, body in receiver.calls)
         assert delivered == Counter(ids), delivered  # one webhook per talk, from one replica

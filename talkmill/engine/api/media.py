@@ -107,8 +107,9 @@ def _upload_to_s3(settings: Any, key: str, data: bytes) -> str:
 
     from talkmill.s3 import s3_client
 
-    bucket, _, prefix = settings.results_s3_url.removeprefix("s3://").partition("/")
-    key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
+    from talkmill.engine.results_s3 import location
+
+    bucket, key = location(settings.results_s3_url, key)
     try:
         s3_client(settings.s3_endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
     except (BotoCoreError, ClientError) as e:

@@ -69,4 +69,8 @@ def delete_talk(talk_id: str, request: Request) -> JSONResponse:
     state = request.app.state
     record = state.store.delete(talk_id)
     shutil.rmtree(state.settings.results_dir / talk_id, ignore_errors=True)
+    if state.settings.results_s3_url:
+        from talkmill.engine.results_s3 import delete_talk_files
+
+        delete_talk_files(state.settings.results_s3_url, state.settings.s3_endpoint_url, talk_id)
     return JSONResponse(record.doc)

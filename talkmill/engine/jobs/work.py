@@ -19,6 +19,7 @@ import numpy as np
 from talkmill.engine.errors import AudioError, LogoError, SourceError, UnknownError
 from talkmill.engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, fetch_bytes
 from talkmill.engine.jobs.store import TalkRecord
+from talkmill.engine.results_s3 import location
 from talkmill.s3 import s3_client
 
 MAX_AUDIO_SECONDS = 600  # D-ID's limit for talks
@@ -145,10 +146,9 @@ def publish(paths: list[Path], talk_id: str, ctx: WorkContext) -> list[str]:
         return [f"{ctx.base_url}/results/{talk_id}/{path.name}" for path in paths]
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, _, prefix = ctx.results_s3_url.removeprefix("s3://").partition("/")
     client, urls = _s3_client(ctx.policy), []
     for path in paths:
-        key = "/".join(part for part in (prefix.strip("/"), talk_id, path.name) if part)
+        bucket, key = location(ctx.results_s3_url, talk_id, path.name)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         try:
             client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
