@@ -98,7 +98,7 @@ def copy_repeats(
         info = store.put_bytes(row.video_key, store.get_bytes(original.video_key))
         store.put_bytes(sidecar_key(row.video_key), store.get_bytes(sidecar_key(original.video_key)))
         row.finish("done", talk_id=original.talk_id, video_uri=store.uri(row.video_key), size_bytes=info.size,
-                   sha256=info.sha256 or original.sha256, actual_seconds=original.actual_seconds)
+                   sha256=info.sha256, actual_seconds=original.actual_seconds)
     for _, row in repeats:
         emit("finished", row=row)
     return [row for _, row in repeats]

@@ -11,7 +11,6 @@ the backend (found by its id in `user_data`) is awaited, never created twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from contextlib import nullcontext
 import json
 import logging
@@ -137,11 +136,10 @@ async def _await_talk(talk_id: str, backend: Backend) -> dict[str, Any]:
 
 async def publish_video(talk: dict, script: Script, row: ManifestRow, client: TalksClient, store: ObjectStore) -> None:
     """Copies the result into the store at once (provider URLs expire), then the sidecar beside it."""
-    info = await store.aput_stream(row.video_key, client.stream_result(talk["result_url"]))
-    sha256 = info.sha256 or hashlib.sha256(store.get_bytes(row.video_key)).hexdigest()
+    info = await store.aput_stream(row.video_key, client.stream_result(talk["result_url"]))  # hashes as it writes
     sidecar = {"talk": talk, "script": script.model_dump(mode="json")}
     store.put_bytes(sidecar_key(row.video_key), json.dumps(sidecar, indent=2).encode(), "application/json")
-    row.finish("done", video_uri=store.uri(row.video_key), size_bytes=info.size, sha256=sha256,
+    row.finish("done", video_uri=store.uri(row.video_key), size_bytes=info.size, sha256=info.sha256,
                actual_seconds=talk.get("duration"))
 
 
