@@ -96,7 +96,7 @@ def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: 
     """Every pose parameter of the rig, per frame."""
     energy = loudness(speech.samples, speech.sample_rate, n_frames, FPS)
     mouth = tracks_from_phones if speech.phones else tracks_from_audio
-    tracks = mouth(speech, FPS, n_frames)
+    tracks = mouth(speech, FPS, energy)
     fluent = bool(config.get("fluent"))
     tracks |= head_tracks(n_frames, FPS, driver, float(config.get("motion_factor", 1)), energy, fluent)
     tracks |= expression_tracks(n_frames, FPS, config, driver, energy)

@@ -62,11 +62,11 @@ def loudness(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> 
     return np.clip(rms / scale, 0, 1.2) if scale > 1e-6 else np.zeros(n_frames)
 
 
-def tracks_from_phones(speech: Speech, fps: int, n_frames: int) -> dict[str, np.ndarray]:
-    times = np.arange(n_frames) / fps + LEAD_SECONDS
+def tracks_from_phones(speech: Speech, fps: int, energy: np.ndarray) -> dict[str, np.ndarray]:
+    """`energy` is the speech's `loudness` per frame (one value per video frame)."""
+    times = np.arange(len(energy)) / fps + LEAD_SECONDS
     keys_t, keys = _keyframes(speech.phones)
     tracks = {name: np.interp(times, keys_t, keys[:, i]) for i, name in enumerate(("jaw", "width", "press"))}
-    energy = loudness(speech.samples, speech.sample_rate, n_frames, fps)
     tracks["jaw"] = tracks["jaw"] * (0.5 + 0.5 * np.clip(energy, 0, 1))
     return {name: _smooth(values) for name, values in tracks.items()}
 
@@ -89,11 +89,10 @@ def _keyframes(phones: list[Phone]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(times)[order], np.asarray(shapes, dtype=np.float64)[order]
 
 
-def tracks_from_audio(speech: Speech, fps: int, n_frames: int) -> dict[str, np.ndarray]:
+def tracks_from_audio(speech: Speech, fps: int, energy: np.ndarray) -> dict[str, np.ndarray]:
     """Audio scripts have no phonemes: the jaw follows loudness, width follows brightness (spectral
     centroid: "ee" and "s" are bright, "oo" is dark), and the lips close in pauses."""
-    energy = loudness(speech.samples, speech.sample_rate, n_frames, fps)
-    brightness = _brightness(speech.samples, speech.sample_rate, n_frames, fps)
+    brightness = _brightness(speech.samples, speech.sample_rate, len(energy), fps)
     jaw = np.clip((energy - 0.08) / 0.8, 0, 1) ** 0.8
     width = np.clip((brightness - 0.5) * 2.2, -1, 1) * (jaw > 0.05)
     press = (energy < 0.04).astype(np.float64) * 0.6
