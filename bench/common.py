@@ -6,17 +6,17 @@ import resource
 import time
 from pathlib import Path
 
-from talkmill.engine.render.drivers import choose_driver
-from talkmill.engine.render.image import load_image
-from talkmill.engine.render.speech import Speech
-from talkmill.engine.render.talk import Renderer, RenderResult
-from talkmill.engine.render.tts import Synthesizer
-from talkmill.engine.render.voices import resolve_voice
+from talkmill_engine.render.drivers import choose_driver
+from talkmill_engine.render.image import load_image
+from talkmill_engine.render.speech import Speech
+from talkmill_engine.render.talk import Renderer, RenderResult
+from talkmill_engine.render.tts import Synthesizer
+from talkmill_engine.render.voices import resolve_voice
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAITS = {
     "astronaut": ROOT / "examples/presenters/astronaut.png",
-    "grace_hopper": ROOT / "examples/presenters/grace_hopper.jpg",
+    "grace_hopper": ROOT / "talkmill/assets/grace_hopper.jpg",
 }
 DEFAULT_CONFIG = {"stitch": False, "result_format": "mp4", "align_expand_factor": 0.3, "sharpen": True,
                   "normalization_factor": 1, "motion_factor": 1, "fluent": False}

@@ -13,9 +13,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from talkmill_engine.render.talk import Renderer
+from talkmill_engine.render.tts import Synthesizer
+
 from bench.common import PORTRAITS, Timer, peak_rss_mb, render, synthesize, text_of_seconds
-from talkmill.engine.render.talk import Renderer
-from talkmill.engine.render.tts import Synthesizer
 
 
 def main() -> None:

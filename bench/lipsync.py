@@ -16,10 +16,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+from talkmill_engine.render.face import FaceFinder
+from talkmill_engine.render.visemes import loudness
 
 from bench.common import PORTRAITS, render, synthesize, text_of_seconds
-from talkmill.engine.render.face import FaceFinder
-from talkmill.engine.render.visemes import loudness
 
 LIP_PAIRS = [(13, 14), (82, 87), (312, 317)]
 LAGS = range(-3, 4)

@@ -84,7 +84,7 @@ def main() -> None:
     url, server = serve(args.latency)
     from prefect import flow
 
-    from talkmill.flows.content_to_video import content_to_video
+    from flows.content_to_video import content_to_video
 
     @flow
     def warm_up() -> None:

@@ -8,10 +8,6 @@ from typing import Optional
 import typer
 
 app = typer.Typer(help="Turn content into talking-presenter videos.", no_args_is_help=True)
-engine = typer.Typer(
-    help="The Talks engine: a self-hosted service with D-ID's /talks API.", no_args_is_help=True
-)
-app.add_typer(engine, name="engine")
 
 
 @app.callback()
@@ -60,31 +56,16 @@ def serve_command(
                        talks_budget=talks_budget))
 
 
-@engine.command("serve")
-def serve(
-    host: Optional[str] = typer.Option(None, help="Address to listen on \\[default: 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, help="Port to listen on \\[default: 8700]."),
-    data_dir: Optional[Path] = typer.Option(
-        None, help="Talks, results, uploads and keys \\[default: ./.talkmill/engine]."
-    ),
-    workers: Optional[int] = typer.Option(None, help="Render worker processes \\[default: one per core]."),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
-) -> None:
-    """Serve the Talks API (FastAPI on uvicorn); settings also come from TALKMILL_ENGINE_* variables."""
-    import uvicorn
+@app.command("engine", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def engine(ctx: typer.Context) -> None:
+    """The Talks engine (`talkmill engine serve --help`): hands over to `talkmill-engine`, installed with
+    the `engine` extra. A process boundary, not an import: the pipeline imports no engine code here."""
+    import os
+    import sys
+    from importlib.util import find_spec
 
-    from talkmill.engine.api.app import create_app
-    from talkmill.engine.settings import KEY_FILE, EngineSettings
-
-    overrides = {"host": host, "port": port, "data_dir": data_dir, "workers": workers}
-    settings = EngineSettings(**{key: value for key, value in overrides.items() if value is not None})
-    api = create_app(settings)
-    for path in api.state.generated:
-        what = "API key" if path.name == KEY_FILE else "webhook signing secret"
-        typer.echo(f"talkmill engine: generated the {what}: {path} (mode 0600)", err=True)
-    key_file = settings.data_dir / KEY_FILE
-    if not settings.keys and settings.keys_file is None and key_file not in api.state.generated:
-        typer.echo(f"talkmill engine: API key in {key_file}", err=True)
-    typer.echo(f"talkmill engine: serving on {api.state.settings.base_url} (docs at /docs)", err=True)
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level=log_level)
-
+    if find_spec("talkmill_engine") is None:
+        typer.echo("talkmill: the engine is not installed; install talkmill[engine]", err=True)
+        raise typer.Exit(2)
+    os.execv(sys.executable, [sys.executable, "-m", "talkmill_engine", *ctx.args])

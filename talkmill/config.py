@@ -3,7 +3,7 @@ overrides from the CLI or flow parameters deep-merged on top.
 
 Relative presenter paths: in a config file they are relative to that file's folder (so a config and its
 images move together); in overrides they are relative to the current directory (they were typed in a
-shell). The built-in default is the repo's examples/presenters/grace_hopper.jpg, as an absolute path.
+shell). The built-in default is talkmill/assets/grace_hopper.jpg (inside the package), as an absolute path.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from talkmill.models import ConfigError, Voice
+from talkmill.errors import ConfigError
+from talkmill.models import Voice
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PRESENTER = REPO_ROOT / "examples" / "presenters" / "grace_hopper.jpg"
+DEFAULT_PRESENTER = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"  # ships in the wheel
 URL_SCHEMES = ("http://", "https://", "s3://", "upload://")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 EXPRESSIONS = ("neutral", "happy", "serious", "surprise")

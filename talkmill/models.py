@@ -17,57 +17,6 @@ SourceType = Literal["html", "markdown", "csv", "text"]
 CHARS_PER_SECOND = 15.0
 
 
-# --- errors -----------------------------------------------------------------------------------------
-
-
-class ContentError(ValueError):
-    """Bad input the pipeline cannot use: a source, a CSV row, a config key. The message names the input,
-    what was wrong and what is allowed; callers print it, never a traceback."""
-
-
-class UnsupportedSourceError(ContentError):
-    """A source whose kind or URI scheme talkmill does not read."""
-
-
-class SourceReadError(ContentError):
-    """A source that could not be read: missing file, HTTP error, too large, S3 failure.
-
-    `transient` is True when trying again may help (timeouts, connection errors, 429/5xx)."""
-
-    def __init__(self, message: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class EmptyContentError(ContentError):
-    """A source that was read and parsed but holds nothing to read aloud."""
-
-
-class ConfigError(ContentError):
-    """A pipeline config that cannot be loaded: unreadable YAML, an unknown key, a bad value."""
-
-
-class RowProblem(BaseModel):
-    """One thing wrong with one CSV row."""
-
-    line: int  # the row's first physical line in the file; the header is line 1
-    column: str
-    problem: str  # what is wrong and what is allowed
-
-    def __str__(self) -> str:
-        return f"line {self.line}, column {self.column!r}: {self.problem}"
-
-
-class CsvRowsError(ContentError):
-    """Every bad row of a CSV at once, so a spreadsheet is fixed in one pass, not one error per run."""
-
-    def __init__(self, uri: str, problems: list[RowProblem]) -> None:
-        self.uri = uri
-        self.problems = problems
-        listed = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{uri}: {len(problems)} problem(s), nothing was planned:\n{listed}")
-
-
 # --- content ----------------------------------------------------------------------------------------
 
 

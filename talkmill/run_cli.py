@@ -24,8 +24,8 @@ def quiet_prefect(verbose: bool) -> None:
 
 def run(sources: list[str], **options: Any) -> int:
     """Runs the flow; the exit code: 0 all done, 1 some scripts failed, 2 the input was refused."""
-    from talkmill.flows.content_to_video import content_to_video
-    from talkmill.models import ContentError
+    from flows.content_to_video import content_to_video
+    from talkmill.errors import ContentError
     from talkmill.progress import subscribe
 
     with _progress() as (progress, listener):

@@ -110,7 +110,7 @@ def set_talks_budget(limit: int) -> None:
     """Create (or resize) the global concurrency limit every run's talks hold a slot of."""
     from prefect.client.orchestration import get_client
 
-    from talkmill.tasks.talks import TALKS_LIMIT
+    from tasks.talks import TALKS_LIMIT
 
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(TALKS_LIMIT, limit)
@@ -124,7 +124,7 @@ def shared_engine(settings: PipelineConfig) -> Iterator[dict[str, Any]]:
     if settings.backend.url is not None:
         yield {}
         return
-    from talkmill.engine.local import DEFAULT_DATA_DIR, LocalEngine
+    from talkmill_engine.local import DEFAULT_DATA_DIR, LocalEngine
 
     engine = LocalEngine(DEFAULT_DATA_DIR.resolve())
     print(f"talkmill serve: starting the engine ({engine.data_dir})", flush=True)
@@ -140,8 +140,8 @@ def build_deployments(options: ServeOptions, engine_defaults: dict[str, Any]) ->
     """content-to-video (parameters from the UI form, schema enforced) and, with an inbox, bucket-watch."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
-    from talkmill.flows.bucket_watch import bucket_watch
-    from talkmill.flows.content_to_video import content_to_video
+    from flows.bucket_watch import bucket_watch
+    from flows.content_to_video import content_to_video
 
     shared = {"output": _absolute(options.output), "config": _absolute(options.config)}
     shared = {key: value for key, value in shared.items() if value is not None}

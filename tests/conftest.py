@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.engine.helpers import (
-    PRESENTERS,
+    PORTRAITS,
     Engine,
     StaticServer,
     bomb_png,
@@ -26,8 +26,8 @@ from tests.s3server import seaweedfs  # noqa: F401  (SeaweedFS on 127.0.0.1: one
 def static_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticServer]:
     """Serves the portraits and test media over http://127.0.0.1:<port>/<name> (also /slow/<s>/<name>)."""
     root = tmp_path_factory.mktemp("static")
-    for name in ("astronaut.png", "grace_hopper.jpg"):
-        shutil.copy(PRESENTERS / name, root / name)
+    for name, path in PORTRAITS.items():
+        shutil.copy(path, root / name)
     (root / "not-an-image.png").write_bytes(b"this is text, not a PNG\n" * 20)
     (root / "bomb.png").write_bytes(bomb_png())
     (root / "grey.png").write_bytes(png_bytes(256, 256))

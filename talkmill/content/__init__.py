@@ -2,11 +2,11 @@
 
 Pure parsers, one module per format (`html`, `markdown`, `csvrows`, `text`), are apart from the I/O that
 reads a source (`sources`); `parse.ingest_bytes` picks the parser. Fetching the sources that CSV rows name,
-and the Prefect task, live in talkmill.tasks.ingest.
+and the Prefect task, live in tasks.ingest.
 """
 
+from connectors.sources import MAX_SOURCE_BYTES, read_source
 from talkmill.content.parse import KINDS, SUFFIX_KINDS, detect_kind, ingest_bytes
-from talkmill.content.sources import MAX_SOURCE_BYTES, read_source
 from talkmill.content.uris import local_path, resolve_relative, slug
 
 __all__ = [

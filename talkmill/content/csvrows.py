@@ -10,7 +10,8 @@ import io
 import re
 
 from talkmill.content.uris import resolve_relative
-from talkmill.models import ContentError, CsvRowsError, EmptyContentError, RowProblem, Section
+from talkmill.errors import ContentError, CsvRowsError, EmptyContentError, RowProblem
+from talkmill.models import Section
 
 OVERRIDE_COLUMNS = ("id", "presenter_image", "voice_provider", "voice_id", "driver_url", "expression",
                     "stitch", "result_format", "output_name")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-
 from talkmill.content.text import Blocks, as_sentence, tidy
 
 BOILERPLATE = re.compile(

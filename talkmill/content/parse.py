@@ -12,7 +12,8 @@ from talkmill.content.html import html_blocks
 from talkmill.content.markdown import markdown_blocks
 from talkmill.content.text import decode, sections_from_blocks, text_blocks
 from talkmill.content.uris import slug
-from talkmill.models import Document, EmptyContentError, SourceRef, UnsupportedSourceError
+from talkmill.errors import EmptyContentError, UnsupportedSourceError
+from talkmill.models import Document, SourceRef
 
 SUFFIX_KINDS = {".html": "html", ".htm": "html", ".xhtml": "html", ".md": "markdown",
                 ".markdown": "markdown", ".csv": "csv", ".txt": "text", ".text": "text"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from talkmill.models import ContentError, Section
+from talkmill.errors import ContentError
+from talkmill.models import Section
 
 Blocks = list[tuple[str, str]]  # ("head", title) or ("text", paragraph)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from talkmill.flows.bucket_watch import claim_key, is_stale, new_files, outcome
+from flows.bucket_watch import claim_key, is_stale, new_files, outcome
 from tests.deploy.conftest import INBOX, WATCH_INTERVAL, Service
 from tests.deploy.prefect_server import flow_runs, wait_final, wait_for
 
@@ -120,7 +120,7 @@ def test_two_watchers_at_once_start_one_run(service: Service) -> None:
 def later_tick(service: Service, inbox: str) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from talkmill.flows.bucket_watch import bucket_watch
+    from flows.bucket_watch import bucket_watch
 
     with temporary_settings(updates={PREFECT_API_URL: service.prefect.api_url}), pytest.MonkeyPatch.context() as env:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
@@ -131,7 +131,7 @@ def later_tick(service: Service, inbox: str) -> None:
 def run_watchers(service: Service, inbox: str, count: int) -> list[dict[str, Any]]:
     """`count` bucket_watch flows in their own processes, released at the same instant."""
     start_at = time.time() + 10  # after both have imported Prefect
-    code = ("import json, sys, time\nfrom talkmill.flows.bucket_watch import bucket_watch\n"
+    code = ("import json, sys, time\nfrom flows.bucket_watch import bucket_watch\n"
             "time.sleep(max(0, float(sys.argv[1]) - time.time()))\n"
             "print(json.dumps(bucket_watch(sys.argv[2], output=sys.argv[3], config=sys.argv[4])))\n")
     args = [str(start_at), inbox, str(service.output), str(service.config)]

@@ -379,10 +379,10 @@ def compose_interpolations() -> dict[str, str | None]:
 def test_every_talkmill_and_prefect_variable_is_a_real_setting():
     from prefect.settings import Settings
     from prefect.settings.legacy import _get_settings_fields
+    from talkmill_engine.settings import EngineSettings
 
+    from connectors.talks.backend import WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
     from talkmill.config import BackendConfig
-    from talkmill.connectors.backend import WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
-    from talkmill.engine.settings import EngineSettings
 
     engine = set(EngineSettings.model_fields) | ENGINE_SETTINGS_BEING_ADDED
     pipeline = {BackendConfig().key_env, WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV}

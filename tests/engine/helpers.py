@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -21,8 +22,10 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-TALKMILL = ROOT / ".venv" / "bin" / "talkmill"
-PRESENTERS = ROOT / "examples" / "presenters"
+ENGINE_COMMAND = [sys.executable, "-m", "talkmill_engine"]
+# the two public-domain portraits: the built-in default presenter and the example one
+PORTRAITS = {"grace_hopper.jpg": ROOT / "talkmill" / "assets" / "grace_hopper.jpg",
+             "astronaut.png": ROOT / "examples" / "presenters" / "astronaut.png"}
 KEY = "tester:s3cret-key"
 FINAL = ("done", "error", "rejected")
 
@@ -35,7 +38,7 @@ def free_port() -> int:
 
 @dataclass
 class Engine:
-    """An engine process started by `talkmill engine serve`, in its own process group."""
+    """An engine process started by `talkmill-engine serve`, in its own process group."""
 
     url: str
     port: int
@@ -69,7 +72,7 @@ class Engine:
 def start_engine(
     data_dir: Path, workers: int = 2, allow_private: bool = True, port: int | None = None, **env: str
 ) -> Engine:
-    """Starts `talkmill engine serve` and waits until /health answers (and the workers are up)."""
+    """Starts `talkmill-engine serve` and waits until /health answers (and the workers are up)."""
     port = port or free_port()
     environment = {
         **os.environ,
@@ -80,7 +83,7 @@ def start_engine(
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.parent / f"{data_dir.name}.log", "ab")  # noqa: SIM115 (kept open by the child)
-    command = [str(TALKMILL), "engine", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    command = [*ENGINE_COMMAND, "serve", "--port", str(port), "--data-dir", str(data_dir)]
     command += ["--workers", str(workers), "--log-level", "warning"]
     began = time.monotonic()
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=log, start_new_session=True)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from talkmill.signatures import verify
+from talks_contract.signatures import verify
 from tests.engine.helpers import Engine, StaticServer, WebhookReceiver, probe_video, wait_for, wav_seconds
 
 pytestmark = pytest.mark.slow

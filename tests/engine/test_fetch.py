@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from talkmill_engine import fetch
+from talkmill_engine.errors import AudioError, SourceError, ValidationError
+from talkmill_engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, check_url, fetch_bytes
 
-from talkmill.engine import fetch
-from talkmill.engine.errors import AudioError, SourceError, ValidationError
-from talkmill.engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, check_url, fetch_bytes
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 LOOPBACK = FetchPolicy(allow_private=True, timeout=5.0)

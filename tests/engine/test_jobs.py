@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from talkmill_engine.jobs.store import MAX_ATTEMPTS, TalkStore
 
-from talkmill.engine.jobs.store import MAX_ATTEMPTS, TalkStore
-from talkmill.signatures import verify
+from talks_contract.signatures import verify
 from tests.engine.helpers import StaticServer, WebhookReceiver, free_port, probe_video, start_engine, wait_for
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from talkmill_engine.errors import BadRequestError, NotFoundError, NotReadyError
+from talkmill_engine.jobs.pg_store import PgTalkStore
+from talkmill_engine.jobs.store import MAX_ATTEMPTS, SqliteTalkStore, TalkStore
+from talkmill_engine.jobs.stores import open_talk_store
+from talkmill_engine.settings import EngineSettings
 
-from talkmill.engine.errors import BadRequestError, NotFoundError, NotReadyError
-from talkmill.engine.jobs.pg_store import PgTalkStore
-from talkmill.engine.jobs.store import MAX_ATTEMPTS, SqliteTalkStore, TalkStore
-from talkmill.engine.jobs.stores import open_talk_store
-from talkmill.engine.settings import EngineSettings
 from tests.engine.pg import PgServer, new_database, postgres  # noqa: F401  (the session's PostgreSQL)
 
 CREATED_AT = "2024-01-01T00:00:00.000Z"

@@ -7,21 +7,20 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from talkmill.engine.errors import FaceError
-from talkmill.engine.render.drivers import Driver, choose_driver
-from talkmill.engine.render.face import FaceFinder
-from talkmill.engine.render.image import load_image
-from talkmill.engine.render.rig import Rig
-from talkmill.engine.render.speech import Speech
-from talkmill.engine.render.talk import Renderer
-from talkmill.engine.render.tts import Synthesizer
-from talkmill.engine.render.visemes import loudness
-from talkmill.engine.render.voices import resolve_voice
-from talkmill.engine.render.warp import MeshWarp
+from talkmill_engine.errors import FaceError
+from talkmill_engine.render.drivers import Driver, choose_driver
+from talkmill_engine.render.face import FaceFinder
+from talkmill_engine.render.image import load_image
+from talkmill_engine.render.rig import Rig
+from talkmill_engine.render.speech import Speech
+from talkmill_engine.render.talk import Renderer
+from talkmill_engine.render.tts import Synthesizer
+from talkmill_engine.render.visemes import loudness
+from talkmill_engine.render.voices import resolve_voice
+from talkmill_engine.render.warp import MeshWarp
 
 ROOT = Path(__file__).resolve().parents[2]
-GRACE = ROOT / "examples/presenters/grace_hopper.jpg"
+GRACE = ROOT / "talkmill/assets/grace_hopper.jpg"
 ASTRONAUT = ROOT / "examples/presenters/astronaut.png"
 CONFIG = {"stitch": False, "result_format": "mp4", "align_expand_factor": 0.3, "sharpen": True,
           "normalization_factor": 1, "motion_factor": 1, "fluent": False}

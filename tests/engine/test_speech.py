@@ -8,14 +8,19 @@ import wave
 import av
 import numpy as np
 import pytest
-
-from talkmill.engine.errors import AudioError, ValidationError
-from talkmill.engine.render.audio import SAMPLE_RATE, decode_audio, write_wav
-from talkmill.engine.render.speech import Speech
-from talkmill.engine.render.tts import (
-    PAUSE, Synthesizer, TimingsUnavailable, _load_piper, _piper_chunk_speech, plain_text, split_for_synthesis,
+from talkmill_engine.errors import AudioError, ValidationError
+from talkmill_engine.render.audio import SAMPLE_RATE, decode_audio, write_wav
+from talkmill_engine.render.speech import Speech
+from talkmill_engine.render.tts import (
+    PAUSE,
+    Synthesizer,
+    TimingsUnavailable,
+    _load_piper,
+    _piper_chunk_speech,
+    plain_text,
+    split_for_synthesis,
 )  # fmt: skip
-from talkmill.engine.render.voices import JOE, list_voices, resolve_voice
+from talkmill_engine.render.voices import JOE, list_voices, resolve_voice
 
 HOP = 256 / 22050  # one piper frame
 SENTENCE = "Hello there. This is a short test of the speech engine, spoken by a neural voice."

@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from talkmill_engine.fetch import FetchPolicy
+from talkmill_engine.webhooks import RETRY_AFTER_CAP, DeliveryResult, deliver_webhook
 
-from talkmill import signatures
-from talkmill.engine.fetch import FetchPolicy
-from talkmill.engine.webhooks import RETRY_AFTER_CAP, DeliveryResult, deliver_webhook
-from talkmill.signatures import SIGNATURE_HEADER, SignatureError, sign, verify
+from talks_contract import signatures
+from talks_contract.signatures import SIGNATURE_HEADER, SignatureError, sign, verify
 
 SECRET = "whsec_test"
 BODY = json.dumps({"id": "tlk_1", "status": "done"}).encode()
@@ -216,7 +216,7 @@ def test_non_http_webhook_urls_are_not_attempted(url: str) -> None:
 
 
 def test_a_dns_failure_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    from talkmill.engine import fetch
+    from talkmill_engine import fetch
 
     def no_such_host(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")

@@ -22,7 +22,7 @@ import yaml
 
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # before Prefect reads its settings
 
-from talkmill.engine.local import LocalEngine
+from talkmill_engine.local import LocalEngine
 
 CONTENT = Path(__file__).parent / "content"  # guide.md (2 sections), rows.csv (2 rows), note.txt
 TALKMILL = Path(sys.executable).parent / "talkmill"
@@ -58,7 +58,7 @@ def engine_key(talks_engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> Lo
 
 def run_flow(sources: list[str | Path], **options: Any) -> Any:
     """content_to_video, called as a library user would; its RunSummary."""
-    from talkmill.flows.content_to_video import content_to_video
+    from flows.content_to_video import content_to_video
 
     return asyncio.run(content_to_video([str(source) for source in sources], **options))
 

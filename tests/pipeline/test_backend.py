@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from connectors.talks.backend import WEBHOOK_LISTEN_ENV, _receiver
 from talkmill.config import BackendConfig
-from talkmill.connectors.backend import WEBHOOK_LISTEN_ENV, _receiver
-from talkmill.signatures import SIGNATURE_HEADER, sign
+from talks_contract.signatures import SIGNATURE_HEADER, sign
 from tests.engine.helpers import free_port
 
 

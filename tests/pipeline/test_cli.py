@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from talkmill_engine.local import LocalEngine
 
-from talkmill.engine.local import LocalEngine
 from tests.pipeline.conftest import CONTENT, TALKMILL, cli_env, grey_png
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

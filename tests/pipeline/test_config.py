@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from talkmill.config import DEFAULT_PRESENTER, REPO_ROOT, PipelineConfig, load_config
-from talkmill.models import ConfigError
+from talkmill.config import DEFAULT_PRESENTER, PipelineConfig, load_config
+from talkmill.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_YAML = REPO_ROOT / "configs" / "default.yaml"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from talkmill_engine.local import LocalEngine
 
-from talkmill.engine.local import LocalEngine
 from tests.pipeline.conftest import (
     TALKMILL,
     cli_env,

@@ -18,7 +18,7 @@ from typing import Any
 import av
 import pytest
 
-from talkmill.models import ContentError
+from talkmill.errors import ContentError
 from tests.pipeline.conftest import (
     CONTENT,
     engine_talks,

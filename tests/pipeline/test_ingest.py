@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from talkmill.models import (
+from talkmill.errors import (
     ContentError,
     CsvRowsError,
     EmptyContentError,
     SourceReadError,
     UnsupportedSourceError,
 )
-from talkmill.tasks import ingest as ingest_module
-from talkmill.tasks.ingest import ingest, ingest_bytes, ingest_source, read_source, slug
+from tasks import ingest as ingest_module
+from tasks.ingest import ingest, ingest_bytes, ingest_source, read_source, slug
 
 DATA = Path(__file__).parent / "data"
 

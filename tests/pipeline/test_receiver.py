@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from talkmill.connectors.receiver import WebhookReceiver
-from talkmill.connectors.talks import TalksClient
-from talkmill.signatures import SIGNATURE_HEADER, sign
+from connectors.receiver import WebhookReceiver
+from connectors.talks.client import TalksClient
+from talks_contract.signatures import SIGNATURE_HEADER, sign
 
 SECRET = "whsec-test"
 TALK = {"id": "tlk_1", "object": "talk", "status": "done", "user_data": "script-1", "result_url": "http://r/"}

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from talkmill.config import REPO_ROOT, PipelineConfig, load_config
-from talkmill.models import CsvRowsError, Document, Section, SourceRef
-from talkmill.tasks.ingest import ingest, ingest_bytes
-from talkmill.tasks.scripts import plan, plan_scripts, sentences, split_text
+from talkmill.config import PipelineConfig, load_config
+from talkmill.errors import CsvRowsError
+from talkmill.models import Document, Section, SourceRef
+from tasks.ingest import ingest, ingest_bytes
+from tasks.scripts import plan, plan_scripts, sentences, split_text
 
 DATA = Path(__file__).parent / "data"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
 PORTRAIT_URL = "https://cdn.example.com/people/presenter.jpg"
 
@@ -122,7 +124,7 @@ def test_a_local_portrait_is_identified_by_its_bytes_not_its_path(tmp_path: Path
     shutil.copy(first, copy)
     before = id_with(first)
     assert id_with(copy) == before  # same bytes elsewhere: same video
-    shutil.copy(EXAMPLES / "presenters" / "grace_hopper.jpg", first)  # replaced in place
+    shutil.copy(REPO_ROOT / "talkmill" / "assets" / "grace_hopper.jpg", first)  # replaced in place
     assert id_with(first) != before
 
 
@@ -140,7 +142,7 @@ def test_csv_overrides_shape_each_script() -> None:
     assert second.driver_url == "bank://lively/driver-02"
     assert second.text == "A quoted cell that spans two lines."
     assert third.config == {"fluent": True} and third.voice.provider.voice_id == "en-US-JennyNeural"
-    assert third.presenter == str(EXAMPLES / "presenters" / "grace_hopper.jpg")
+    assert third.presenter == str(REPO_ROOT / "talkmill" / "assets" / "grace_hopper.jpg")
     assert len({s.id for s in scripts}) == 3
 
 

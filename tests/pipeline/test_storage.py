@@ -6,14 +6,13 @@ import asyncio
 import hashlib
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from talkmill.connectors.errors import ObjectNotFound, StorageError, UnsafeKeyError
-from talkmill.connectors.storage import (
+from connectors.storage import (
     LocalStore,
     ObjectInfo,
     ObjectStore,
@@ -21,6 +20,7 @@ from talkmill.connectors.storage import (
     content_type_for,
     open_store,
 )
+from talkmill.errors import ObjectNotFound, StorageError, UnsafeKeyError
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 MB = 1 << 20

@@ -20,13 +20,13 @@ import uvicorn
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from talkmill.connectors.errors import (
+from connectors.talks.client import TalksClient
+from talkmill.errors import (
     TalksConnectionError,
     TalksHTTPError,
     TalksNotFound,
     TalksTimeout,
 )
-from talkmill.connectors.talks import TalksClient
 
 KEY = "tester:s3cret"
 RESULT = bytes(range(256)) * 1200  # ~300 KB "video"
@@ -216,7 +216,7 @@ def test_a_validation_error_is_raised_at_once_with_its_fields(fake: tuple[FakeTa
         asyncio.run(scenario())
     error = caught.value
     assert (error.status, error.kind, error.details) == (400, "ValidationError", {"field": "source_url"})
-    assert error.description == "source_url is required" and not error.retryable
+    assert error.description == "source_url is required" and not error.transient
     assert sleeps == []  # not retried, and no lookup: a 400 is certain
 
 
@@ -337,7 +337,7 @@ def test_a_503_storm_that_outlasts_the_budget() -> None:
     script, sleeps = Script([unavailable] * 3), []
     with pytest.raises(TalksHTTPError) as caught:
         _run_create(script, sleeps, max_retries=2)
-    assert caught.value.status == 503 and caught.value.retryable and caught.value.kind == "HTTP503"
+    assert caught.value.status == 503 and caught.value.transient and caught.value.kind == "HTTP503"
     assert script.count("POST /talks") == 3
 
 

@@ -1,0 +1,3 @@
+from talkmill_engine.cli import app
+
+app(prog_name="talkmill-engine")

@@ -1,0 +1,94 @@
+"""The engine's FastAPI app. Its lifespan opens the store (SQLite, or PostgreSQL shared by replicas),
+re-queues talks a crash left `started`, starts the worker processes, their supervisor and the webhook
+dispatcher, and stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from talkmill_engine.api import media, talks
+from talkmill_engine.api.handlers import install_handlers
+from talkmill_engine.fetch import FetchPolicy
+from talkmill_engine.jobs.dispatch import WebhookDispatcher
+from talkmill_engine.jobs.stores import open_talk_store
+from talkmill_engine.jobs.workers import WorkerPool, WorkerSpec
+from talkmill_engine.settings import EngineSettings, prepare
+
+log = logging.getLogger("talkmill_engine")
+
+SUPERVISE_SECONDS = 1.0
+
+
+def fetch_policy(settings: EngineSettings) -> FetchPolicy:
+    return FetchPolicy(
+        allow_private=settings.allow_private_urls,
+        timeout=settings.fetch_timeout,
+        uploads_dir=settings.uploads_dir,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+
+
+def create_app(settings: EngineSettings | None = None) -> FastAPI:
+    settings, generated = prepare(settings or EngineSettings())
+    for path in generated:
+        log.info("generated %s (mode 0600)", path)
+    app = FastAPI(
+        title="talkmill engine",
+        version="1",
+        description="A self-hosted Talks service speaking D-ID's /talks API; renders offline on CPU.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.generated = generated
+    app.state.keys = settings.key_values()
+    app.state.policy = fetch_policy(settings)
+    install_handlers(app)
+    for router in (talks.router, media.uploads, media.voices, media.public):
+        app.include_router(router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: EngineSettings = app.state.settings
+    settings.results_dir.mkdir(parents=True, exist_ok=True)
+    store = open_talk_store(settings)
+    requeued = store.recover_interrupted()
+    if requeued:
+        log.warning("re-queued %d talk(s) left started: %s", len(requeued), ", ".join(requeued))
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    spec = WorkerSpec(
+        settings.db_path, settings.results_dir, settings.base_url, app.state.policy, parent_pid=os.getpid(),
+        database_url=database_url, results_s3_url=settings.results_s3_url,
+        lease_seconds=settings.lease_seconds,
+    )  # fmt: skip
+    pool = WorkerPool(settings.workers, spec, store)
+    pool.start()
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    dispatcher = WebhookDispatcher(store, secret, app.state.policy)
+    app.state.store, app.state.pool = store, pool
+    background = [asyncio.create_task(_supervise(pool)), asyncio.create_task(dispatcher.run())]
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await dispatcher.stop()
+        await asyncio.to_thread(pool.stop)
+        store.close()
+
+
+async def _supervise(pool: WorkerPool) -> None:
+    while True:
+        await asyncio.sleep(SUPERVISE_SECONDS)
+        try:
+            await asyncio.to_thread(pool.supervise)
+        except Exception:  # supervision must outlive any one failure
+            log.exception("supervising workers failed")

@@ -1,0 +1,78 @@
+"""content_to_video: sources in (articles, handbooks, CSV rows), presenter videos and a manifest out.
+
+    ingest → plan scripts → check what exists → (dry run: validate) → talks → publish → manifest
+
+Run it with `talkmill run …`, from a Prefect deployment, or as `python -m flows.content_to_video`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from connectors.storage import open_store
+from connectors.talks.backend import open_backend
+from talkmill.config import load_config
+from talkmill.errors import ContentError
+from talkmill.progress import emit
+from tasks.ingest import ingest_source
+from tasks.layout import new_run_id
+from tasks.manifest import RunSummary, finish_run
+from tasks.plan import expand_sources, first_of_each_script, merged, plan_rows, validate_plan
+from tasks.publish import copy_repeats
+from tasks.scripts import plan
+from tasks.talks import index_existing, make_videos
+
+
+@flow(name="content_to_video", log_prints=True)
+async def content_to_video(
+    sources: list[str],
+    config: str | None = None,
+    output: str | None = None,
+    dry_run: bool = False,
+    wait: Literal["webhook", "poll"] | None = None,
+    talks_url: str | None = None,
+    concurrency: int | None = None,
+) -> RunSummary:
+    """Turn content into presenter videos.
+
+    Args:
+        sources: Files, folders, http(s) URLs or s3:// keys: .html articles, .md docs, .csv rows, .txt.
+        config: A YAML pipeline config (see configs/default.yaml); defaults apply without one.
+        output: Where videos and the manifest go: a folder, file://…, or s3://bucket/prefix.
+        dry_run: Plan and validate everything, write the plan manifest, create no talk.
+        wait: How to learn that a talk is done: "webhook" (falls back to polling) or "poll".
+        talks_url: A Talks-compatible API (D-ID's cloud, a remote engine); unset: the local engine.
+        concurrency: Talks in flight at once.
+    """
+    settings = load_config(Path(config) if config else None, {
+        "output": output, "backend": {"wait": wait, "url": talks_url, "concurrency": concurrency}})
+    run_id = new_run_id(flow_run.get_id())
+    documents = [ingest_source(uri, s3_endpoint_url=settings.s3.endpoint_url) for uri in expand_sources(sources)]
+    scripts = [script for document in documents for script in plan(document, settings)]
+    store = open_store(settings.output, settings.s3.endpoint_url)
+    rows = plan_rows(run_id, scripts, store)
+    if dry_run:
+        problems = validate_plan(scripts, local_engine=settings.backend.url is None)
+        summary = finish_run(store, run_id, rows, dry_run=True)
+        if problems:
+            raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
+        return summary
+    todo, repeats = first_of_each_script([(s, r) for s, r in zip(scripts, rows) if r.status == "planned"])
+    emit("planned", total=len(rows), skipped=len(rows) - len(todo) - len(repeats))
+    if todo:
+        async with open_backend(settings.backend) as backend:
+            backend.existing = await index_existing(backend.client, {script.id for script, _ in todo})
+            rows = merged(rows, await make_videos(todo, backend, store))
+    rows = merged(rows, copy_repeats(repeats, rows, store))
+    return finish_run(store, run_id, rows)
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(content_to_video(sys.argv[1:] or ["examples"]))

@@ -1,0 +1,13 @@
+"""Sizes and lengths the Talks API allows (TALKS_API.md)."""
+
+TEXT_MIN_CHARS = 3  # script.input
+TEXT_MAX_CHARS = 40_000
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # source_url, POST /images
+MAX_AUDIO_BYTES = 15 * 1024 * 1024  # script.audio_url, POST /audios
+
+
+def text_length_problem(text: str) -> str | None:
+    """Why a script text's length is refused, or None."""
+    if TEXT_MIN_CHARS <= len(text) <= TEXT_MAX_CHARS:
+        return None
+    return f"{len(text):,} characters; allowed: {TEXT_MIN_CHARS} to {TEXT_MAX_CHARS:,}"

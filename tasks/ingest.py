@@ -1,0 +1,94 @@
+"""Ingest: bytes from a path, URL or object-store key → a Document of titled sections to read aloud.
+
+The parsers and readers live in talkmill.content (pure parsing, `ingest_bytes`, apart from I/O,
+`read_source`); here `ingest` joins them and fetches the sources that CSV rows name, and `ingest_source`
+is the Prefect task. CSV rows that name a `source` are fetched here, in `ingest`, not by the flow:
+each fetched section inherits the row's overrides, line and metadata (plus metadata["source"]), so the
+planner sees one Document per CSV and every problem still points at a CSV line.
+
+Relative paths inside a CSV (`source`, `presenter_image`) are relative to the CSV's own location: its
+folder for a local file, the URL's folder for http(s) and s3 — like links in HTML, so a folder of rows and
+images moves as a unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+
+from talkmill.content import (
+    KINDS,
+    MAX_SOURCE_BYTES,
+    SUFFIX_KINDS,
+    detect_kind,
+    ingest_bytes,
+    local_path,
+    read_source,
+    resolve_relative,
+    slug,
+)
+from talkmill.errors import ContentError, CsvRowsError, RowProblem, UnsupportedSourceError
+from talkmill.models import Document, Section
+
+Fetch = Callable[[str], bytes]
+
+__all__ = [  # the parsers and readers are re-exported: importers use tasks.ingest for them too
+    "KINDS", "MAX_SOURCE_BYTES", "SUFFIX_KINDS", "Fetch", "detect_kind", "ingest", "ingest_bytes",
+    "ingest_source", "local_path", "read_source", "resolve_relative", "slug",
+]  # fmt: skip
+
+
+def ingest(uri: str, *, kind: str | None = None, fetch: Fetch | None = None) -> Document:
+    """Read and parse one source; for a CSV, also fetch and parse the sources its rows name."""
+    fetch = fetch or read_source
+    document = ingest_bytes(fetch(uri), uri, kind)
+    if document.source.type != "csv" or not any(s.metadata.get("source") for s in document.sections):
+        return document
+    return document.model_copy(update={"sections": _expand_source_rows(document, fetch)})
+
+
+def _expand_source_rows(document: Document, fetch: Fetch) -> list[Section]:
+    sections: list[Section] = []
+    problems: list[RowProblem] = []
+    transient = False
+    for row in document.sections:
+        source = row.metadata.get("source")
+        if not source:
+            sections.append(row)
+            continue
+        try:
+            fetched = ingest_bytes(fetch(source), source)
+            if fetched.source.type == "csv":
+                raise UnsupportedSourceError(
+                    f"{source}: a row's source cannot be a CSV; use html, markdown or text")
+        except ContentError as error:
+            transient = transient or error.transient
+            problems.append(RowProblem(line=row.line or 0, column="source", problem=str(error)))
+            continue
+        metadata = {**row.metadata, "source_title": fetched.title, "source_checksum": fetched.source.checksum}
+        inherited = {"line": row.line, "overrides": row.overrides, "metadata": metadata}
+        sections += [part.model_copy(update=inherited) for part in fetched.sections]
+    if problems:
+        raise CsvRowsError(document.source.uri, problems, transient=transient)
+    return sections
+
+
+# --- Prefect ----------------------------------------------------------------------------------------
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry network trouble, not bad content: a malformed CSV fails the same way three times."""
+    error = getattr(state, "data", None)
+    return not isinstance(error, ContentError) or error.transient
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying)
+def ingest_source(uri: str, kind: str | None = None, s3_endpoint_url: str | None = None,
+                  s3_region: str | None = None, timeout: float = 30.0) -> Document:
+    """I/O task: fetch and parse one source (and, for a CSV, the sources its rows name)."""
+    def fetch(target: str) -> bytes:
+        return read_source(target, timeout=timeout, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
+
+    return ingest(uri, kind=kind, fetch=fetch)

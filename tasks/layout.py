@@ -1,0 +1,34 @@
+"""Where a run puts things in the output store: one place for every key the pipeline writes.
+
+    <source-slug>/<NNN>-<script-id-12>.<ext>   a video (or <output_name>.<ext>)
+    <source-slug>/<NNN>-<script-id-12>.json    its sidecar: the talk and the script
+    runs/<run-id>/manifest.jsonl, manifest.csv, gallery.html
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from talkmill.models import Script
+
+MANIFEST_FILES = ("manifest.jsonl", "manifest.csv", "gallery.html")
+
+
+def new_run_id(flow_run_id: str | None) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{(flow_run_id or '')[:8] or 'local'}"
+
+
+def video_key(script: Script, number: int) -> str:
+    """`<source-slug>/<NNN>-<script-id-12>.<ext>`; a row's output_name replaces the file's stem."""
+    ext = str(script.config.get("result_format") or "mp4").lstrip(".")
+    stem = script.output_name or f"{number:03d}-{script.id.removeprefix('scr_')[:12]}"
+    return f"{script.source.id}/{stem}.{ext}"
+
+
+def sidecar_key(video_key: str) -> str:
+    return video_key.rsplit(".", 1)[0] + ".json"
+
+
+def manifest_keys(run_id: str) -> dict[str, str]:
+    return {name: f"runs/{run_id}/{name}" for name in MANIFEST_FILES}
