@@ -8,10 +8,10 @@ from pathlib import Path
 
 from talkmill_engine.render.drivers import choose_driver
 from talkmill_engine.render.image import load_image
-from talkmill_engine.render.speech import Speech
 from talkmill_engine.render.talk import Renderer, RenderResult
-from talkmill_engine.render.tts import Synthesizer
-from talkmill_engine.render.voices import resolve_voice
+from talkmill_engine.speech.catalogue import resolve_voice
+from talkmill_engine.speech.synthesizer import Synthesizer
+from talkmill_engine.speech.timing import Speech
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAITS = {

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from talkmill_engine.render.talk import Renderer
-from talkmill_engine.render.tts import Synthesizer
+from talkmill_engine.speech.synthesizer import Synthesizer
 
 from bench.common import PORTRAITS, Timer, peak_rss_mb, render, synthesize, text_of_seconds
 

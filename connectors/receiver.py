@@ -2,7 +2,9 @@
 
 The stdlib's ThreadingHTTPServer in a daemon thread: no event loop of its own to coordinate, starts in
 milliseconds, and a handler thread hands each delivery to the asyncio side with call_soon_threadsafe.
-Bodies are kept once delivered, so a callback that beats the waiter's register() is not lost, and a
+Whether a callback is genuine, and which talk it is about, is the backend's to say (`verify`, e.g.
+TalksBackend.verify_webhook): the receiver knows no signature scheme and no wire format. What each
+delivery said (a TalkRef) is kept, so a callback that beats the waiter's register() is not lost, and a
 repeated delivery (senders retry) is the same event.
 """
 
@@ -11,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-from talks_contract.signatures import DEFAULT_TOLERANCE, SIGNATURE_HEADER, SignatureError, verify
+import httpx
+
+from connectors.talks.base import TalkRef, WebhookRejected
+
+Verify = Callable[[Mapping[str, str], bytes], TalkRef]  # raises WebhookRejected
 
 MAX_BODY_BYTES = 1 << 20  # a talk is a few KB; anything near this is not a Talks callback
 DEFAULT_PATH = "/talks-webhook"
@@ -28,27 +34,19 @@ class _Waiter:
 
 
 class WebhookReceiver:
-    """Start with `with WebhookReceiver(secret) as receiver:` (or start()/stop()); put `receiver.url` in
-    each talk's `webhook`; then `await receiver.wait(talk_id, timeout)`, or pass `receiver.register(talk_id)`
-    as `wake=` to TalksClient.wait_for_talk."""
+    """Start with `with WebhookReceiver(talks.verify_webhook) as receiver:` (or start()/stop()); put
+    `receiver.url` in each talk's `webhook`; then `await receiver.wait(talk_id, timeout)`, or pass
+    `receiver.register(talk_id)` as `wake=` to TalksBackend.wait."""
 
     def __init__(
-        self,
-        secret: str,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        public_url: str | None = None,
-        tolerance: int = DEFAULT_TOLERANCE,
+        self, verify: Verify, *, host: str = "127.0.0.1", port: int = 0, public_url: str | None = None
     ) -> None:
         """`public_url` is the address senders use when it is not http://host:port/ (a tunnel, a proxy,
         D-ID's cloud calling back)."""
-        if not secret:
-            raise ValueError("a webhook secret is required: unsigned callbacks are refused")
-        self._secret, self._tolerance = secret, tolerance
+        self._verify = verify
         self._host, self._port, self._public_url = host, port, public_url
         self._lock = threading.Lock()
-        self._delivered: dict[str, dict[str, Any]] = {}
+        self._delivered: dict[str, TalkRef] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -100,8 +98,8 @@ class WebhookReceiver:
                 waiter.event.set()
         return waiter.event
 
-    async def wait(self, talk_id: str, timeout: float) -> dict[str, Any] | None:
-        """The delivered talk, or None after `timeout` seconds (the caller then falls back to polling)."""
+    async def wait(self, talk_id: str, timeout: float) -> TalkRef | None:
+        """What the delivery said, or None after `timeout` seconds (the caller then falls back to polling)."""
         event = self.register(talk_id)
         try:
             await asyncio.wait_for(event.wait(), timeout)
@@ -111,8 +109,8 @@ class WebhookReceiver:
             self._unregister(talk_id, event)
         return self.delivered(talk_id)
 
-    def delivered(self, talk_id: str) -> dict[str, Any] | None:
-        """The last body delivered for the talk, without waiting."""
+    def delivered(self, talk_id: str) -> TalkRef | None:
+        """What the last delivery for the talk said, without waiting."""
         with self._lock:
             return self._delivered.get(talk_id)
 
@@ -132,26 +130,20 @@ class WebhookReceiver:
 
     # -- the server thread ----------------------------------------------------------------------------------
 
-    def accept(self, header: str | None, body: bytes) -> tuple[int, str]:
-        """Verify, parse and deliver one callback: (HTTP status, reason). Runs in a handler thread."""
+    def accept(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        """Verify and deliver one callback: (HTTP status, reason). Runs in a handler thread."""
         try:
-            verify(self._secret, header, body, tolerance=self._tolerance)
-        except SignatureError as e:
-            return 401, str(e)
-        try:
-            talk = json.loads(body)
-        except ValueError:
-            return 400, "the body is not JSON"
-        if not isinstance(talk, dict) or not isinstance(talk.get("id"), str):
-            return 400, "the body is not a talk: no string `id`"
+            talk = self._verify(headers, body)
+        except WebhookRejected as e:
+            return e.status, str(e)
         self._deliver(talk)
         return 200, "delivered"
 
-    def _deliver(self, talk: dict[str, Any]) -> None:
+    def _deliver(self, talk: TalkRef) -> None:
         with self._lock:
-            self._delivered[talk["id"]] = talk
+            self._delivered[talk.id] = talk
             self.deliveries += 1
-            waiters = list(self._waiters.get(talk["id"], []))
+            waiters = list(self._waiters.get(talk.id, []))
         for waiter in waiters:
             try:
                 waiter.loop.call_soon_threadsafe(waiter.event.set)
@@ -176,7 +168,7 @@ def _handler_for(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
             if not 0 <= length <= MAX_BODY_BYTES:
                 return self._refuse(413, "body too large")
             body = self.rfile.read(length)
-            status, reason = receiver.accept(self.headers.get(SIGNATURE_HEADER), body)
+            status, reason = receiver.accept(httpx.Headers(self.headers.items()), body)
             self._answer(status, reason)
 
         def _refuse(self, status: int, reason: str) -> None:

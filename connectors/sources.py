@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import httpx
 
+from connectors.storage.base import S3Settings
 from talkmill.content.uris import local_path
 from talkmill.errors import SourceReadError, UnsupportedSourceError
 
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
+S3_TRANSIENT_CODES = ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling")
 
 
 def read_source(uri: str, *, timeout: float = 30.0, max_bytes: int = MAX_SOURCE_BYTES,
-                s3_endpoint_url: str | None = None, s3_region: str | None = None) -> bytes:
+                s3: S3Settings | None = None) -> bytes:
     """The bytes at a local path, file://, http(s):// or s3://bucket/key, at most `max_bytes`.
 
-    S3 credentials come from the usual AWS_* variables; the endpoint from the argument, else boto3's own
-    AWS_ENDPOINT_URL. Raises SourceReadError (transient=True when a retry may help)."""
+    S3 reads use the pipeline's S3 client (connectors.storage.s3.client_for: the endpoint and region in
+    `s3`, finite timeouts, retries); credentials come from the usual AWS_* variables. Raises
+    SourceReadError (transient=True when a retry may help), UnsupportedSourceError for other schemes."""
     scheme = urlparse(uri).scheme.lower()
-    if scheme in ("http", "https"):
-        return _read_http(uri, timeout, max_bytes)
-    if scheme == "s3":
-        return _read_s3(uri, max_bytes, s3_endpoint_url, s3_region)
-    if scheme in ("", "file") or re.match(r"^[a-zA-Z]:[\\/]", uri):
-        return _read_file(uri, max_bytes)
-    raise UnsupportedSourceError(
-        f"{uri}: cannot read {scheme}:// sources; use a path, file://, http(s):// or s3://")
+    if re.match(r"^[a-zA-Z]:[\\/]", uri):  # a Windows drive, not a scheme
+        scheme = ""
+    reader = READERS.get(scheme)
+    if reader is None:
+        raise UnsupportedSourceError(f"{uri}: cannot read {scheme}:// sources; use a path, "
+                                     + ", ".join(f"{name}://" for name in READERS if name))
+    return reader(uri, max_bytes, timeout, s3)
 
 
-def _read_file(uri: str, max_bytes: int) -> bytes:
+def _read_file(uri: str, max_bytes: int, timeout: float, s3: S3Settings | None) -> bytes:
     path = local_path(uri)
     try:
         if path.stat().st_size > max_bytes:
@@ -40,7 +43,7 @@ def _read_file(uri: str, max_bytes: int) -> bytes:
         raise SourceReadError(f"{uri}: cannot read the file ({error.strerror or error})") from error
 
 
-def _read_http(uri: str, timeout: float, max_bytes: int) -> bytes:
+def _read_http(uri: str, max_bytes: int, timeout: float, s3: S3Settings | None) -> bytes:
     try:
         with httpx.stream("GET", uri, timeout=timeout, follow_redirects=True) as response:
             if response.status_code >= 400:
@@ -58,24 +61,35 @@ def _read_http(uri: str, timeout: float, max_bytes: int) -> bytes:
         raise SourceReadError(f"{uri}: {type(error).__name__}: {error}", transient=True) from error
 
 
-def _read_s3(uri: str, max_bytes: int, endpoint_url: str | None, region: str | None) -> bytes:
-    from botocore.exceptions import BotoCoreError, ClientError
+def _read_s3(uri: str, max_bytes: int, timeout: float, s3: S3Settings | None) -> bytes:
+    """Through the store registry's S3 side; its client has its own connect/read timeouts."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from talks_contract.s3 import s3_client
+    from connectors.storage.s3 import client_for
 
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
         raise UnsupportedSourceError(f"{uri}: an s3 source must look like s3://bucket/key")
-    client = s3_client(endpoint_url, region)
     try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        data = body.read(max_bytes + 1)
+        answer = client_for(s3).get_object(Bucket=bucket, Key=key)
+        if answer.get("ContentLength", 0) > max_bytes:
+            raise SourceReadError(f"{uri}: larger than the {max_bytes:,}-byte limit for a source")
+        data = answer["Body"].read(max_bytes + 1)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
-        raise SourceReadError(f"{uri}: S3 {code}", transient=code in ("SlowDown", "InternalError")) from error
-    except BotoCoreError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        transient = code in S3_TRANSIENT_CODES or status >= 500
+        raise SourceReadError(f"{uri}: S3 {code}", transient=transient) from error
+    except NoCredentialsError as error:  # waiting will not bring them
+        raise SourceReadError(f"{uri}: {error}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from error
+    except BotoCoreError as error:  # no connection, timeouts
         raise SourceReadError(f"{uri}: {error}", transient=True) from error
     if len(data) > max_bytes:
         raise SourceReadError(f"{uri}: larger than the {max_bytes:,}-byte limit for a source")
     return data
+
+
+Reader = Callable[[str, int, float, "S3Settings | None"], bytes]
+READERS: dict[str, Reader] = {"": _read_file, "file": _read_file, "http": _read_http, "https": _read_http,
+                              "s3": _read_s3}

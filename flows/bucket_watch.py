@@ -5,7 +5,8 @@ deployment run, however many watchers run at once and however often one is resta
 
 Layout, all inside the inbox (one store, one listing; users drop files at the top):
 
-    <name>                                 a new file (.html .md .csv .txt), anywhere outside the folders below
+    <name>                                 a new file of a format talkmill reads (talkmill.content.formats:
+                                           .html .md .csv .txt ...), anywhere outside the folders below
     claims/<name>.<sha16>                  create-only marker (S3: If-None-Match: *): the watcher that wrote it
                                            handles the file; the other watchers leave it alone
     processing/<sha16>/<name>              the run's source while it runs (a stable URI the run can read)
@@ -41,11 +42,11 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
 from connectors.storage import ObjectStore, open_store
-from talkmill.config import load_config
+from talkmill.config import S3Config, load_config
+from talkmill.content.formats import is_readable
 from talkmill.errors import ObjectNotFound
 
 DEPLOYMENT = "content_to_video/content-to-video"
-READABLE = (".html", ".htm", ".md", ".markdown", ".csv", ".txt")
 FOLDERS = ("claims/", "processing/", "processed/", "failed/")
 FAILED_STATES = ("FAILED", "CRASHED", "CANCELLED")
 
@@ -65,13 +66,12 @@ def bucket_watch(
         inbox: The inbox: a local folder, or s3://bucket/prefix/ (its subfolders claims/, processing/,
             processed/ and failed/ are the watcher's own).
         output: Where the runs write videos and manifests; unset: the config's output.
-        config: A YAML pipeline config for the runs; its s3.endpoint_url also serves the inbox.
+        config: A YAML pipeline config for the runs; its s3 section (endpoint, region) also serves the inbox.
         deployment: The content_to_video deployment to run, as "<flow>/<deployment>".
         s3_endpoint_url: The inbox's S3 endpoint when the config has none (SeaweedFS, MinIO, R2).
         stale_after: Seconds after which a claim whose file is still in the inbox is taken over.
     """
-    endpoint = s3_endpoint_url or (load_config(Path(config)).s3.endpoint_url if config else None)
-    store = open_store(inbox, endpoint)
+    store = open_store(inbox, inbox_s3(config, s3_endpoint_url), option="inbox")
     keys = store.list()
     runs = RunTarget(deployment, output, config)
     # quote(): a store and a target hold no futures; Prefect need not walk them
@@ -97,12 +97,18 @@ class RunTarget:
         )  # fmt: skip
 
 
+def inbox_s3(config: str | None, endpoint_url: str | None) -> S3Config:
+    """The config's S3 settings (endpoint and region), the endpoint argument winning when given."""
+    settings = load_config(Path(config)).s3 if config else S3Config()
+    return settings.model_copy(update={"endpoint_url": endpoint_url}) if endpoint_url else settings
+
+
 # -- pure: names and decisions ---------------------------------------------------------------------------
 
 
 def new_files(keys: list[str]) -> list[str]:
-    """Readable files outside the watcher's own folders."""
-    return [key for key in keys if not key.startswith(FOLDERS) and key.lower().endswith(READABLE)]
+    """Files of the formats talkmill reads, outside the watcher's own folders."""
+    return [key for key in keys if not key.startswith(FOLDERS) and is_readable(key)]
 
 
 def claim_key(key: str, sha256: str) -> str:

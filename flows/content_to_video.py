@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 
 from connectors.storage import open_store
 from connectors.talks.backend import open_backend
-from talkmill.config import load_config
+from talkmill.config import PipelineConfig, load_config
 from talkmill.errors import ContentError
 from talkmill.progress import emit
 from tasks.ingest import ingest_source
@@ -25,7 +25,15 @@ from tasks.manifest import RunSummary, finish_run
 from tasks.plan import expand_sources, first_of_each_script, merged, plan_rows, validate_plan
 from tasks.publish import copy_repeats
 from tasks.scripts import plan
-from tasks.talks import index_existing, make_videos
+from tasks.talks import make_videos
+
+
+def run_settings(config: str | None, output: str | None, wait: str | None, talks_url: str | None,
+                 concurrency: int | None) -> PipelineConfig:
+    """The run's settings: the config file (or the defaults), the run's own options on top. ConfigError
+    when they cannot be used; `talkmill run` calls it too, to refuse bad options before Prefect starts."""
+    return load_config(Path(config) if config else None, {
+        "output": output, "backend": {"wait": wait, "url": talks_url, "concurrency": concurrency}})
 
 
 @flow(name="content_to_video", log_prints=True)
@@ -41,7 +49,8 @@ async def content_to_video(
     """Turn content into presenter videos.
 
     Args:
-        sources: Files, folders, http(s) URLs or s3:// keys: .html articles, .md docs, .csv rows, .txt.
+        sources: Files, folders, http(s) URLs or s3:// keys: HTML articles, Markdown docs, CSV rows, text
+            (every format and suffix: talkmill.content.formats).
         config: A YAML pipeline config (see configs/default.yaml); defaults apply without one.
         output: Where videos and the manifest go: a folder, file://…, or s3://bucket/prefix.
         dry_run: Plan and validate everything, write the plan manifest, create no talk.
@@ -49,15 +58,14 @@ async def content_to_video(
         talks_url: A Talks-compatible API (D-ID's cloud, a remote engine); unset: the local engine.
         concurrency: Talks in flight at once.
     """
-    settings = load_config(Path(config) if config else None, {
-        "output": output, "backend": {"wait": wait, "url": talks_url, "concurrency": concurrency}})
+    settings = run_settings(config, output, wait, talks_url, concurrency)
     run_id = new_run_id(flow_run.get_id())
-    documents = [ingest_source(uri, s3_endpoint_url=settings.s3.endpoint_url) for uri in expand_sources(sources)]
+    store = open_store(settings.output, settings.s3)  # first: a bad output is refused before any fetch
+    documents = [ingest_source(uri, s3=settings.s3) for uri in expand_sources(sources)]
     scripts = [script for document in documents for script in plan(document, settings)]
-    store = open_store(settings.output, settings.s3.endpoint_url)
     rows = plan_rows(run_id, scripts, store)
     if dry_run:
-        problems = validate_plan(scripts, local_engine=settings.backend.url is None)
+        problems = validate_plan(scripts)
         summary = finish_run(store, run_id, rows, dry_run=True)
         if problems:
             raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
@@ -66,7 +74,7 @@ async def content_to_video(
     emit("planned", total=len(rows), skipped=len(rows) - len(todo) - len(repeats))
     if todo:
         async with open_backend(settings.backend) as backend:
-            backend.existing = await index_existing(backend.client, {script.id for script, _ in todo})
+            await backend.index_existing({script.id for script, _ in todo})
             rows = merged(rows, await make_videos(todo, backend, store))
     rows = merged(rows, copy_repeats(repeats, rows, store))
     return finish_run(store, run_id, rows)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from talkmill.content.formats import SUFFIXES  # the registry alone: no parser is imported
+
 app = typer.Typer(help="Turn content into talking-presenter videos.", no_args_is_help=True)
 
 
@@ -17,7 +19,7 @@ def main() -> None:
 
 @app.command("run")
 def run(
-    sources: list[str] = typer.Argument(..., help="Files, folders, http(s) URLs or s3:// keys (.html, .md, .csv, .txt)."),
+    sources: list[str] = typer.Argument(..., help=f"Files, folders, http(s) URLs or s3:// keys ({', '.join(SUFFIXES)})."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A YAML pipeline config (configs/default.yaml)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="A folder, file://… or s3://bucket/prefix \\[default: ./output]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan and validate, write the plan manifest, create no talk."),

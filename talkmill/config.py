@@ -16,13 +16,14 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from talkmill.content.images import IMAGE_ADVICE, has_image_suffix
 from talkmill.errors import ConfigError
 from talkmill.models import Voice
+from talks_contract.formats import RESULT_FORMATS
+from talks_contract.limits import TEXT_MAX_CHARS
 
 DEFAULT_PRESENTER = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"  # ships in the wheel
 URL_SCHEMES = ("http://", "https://", "s3://", "upload://")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-EXPRESSIONS = ("neutral", "happy", "serious", "surprise")
 
 
 class _Section(BaseModel):
@@ -33,7 +34,7 @@ class TalkConfig(_Section):
     """The talk's `config` (TALKS_API.md). Unset keys are left out, so the backend's defaults apply."""
 
     stitch: bool | None = None
-    result_format: Literal["mp4", "mov", "gif"] | None = None
+    result_format: Literal[RESULT_FORMATS] | None = None  # type: ignore[valid-type]  # a tuple: mp4, mov, gif
     fluent: bool | None = None
     pad_audio: float | None = Field(None, ge=0, le=60)
     align_driver: bool | None = None
@@ -50,12 +51,12 @@ class TalkConfig(_Section):
 
 
 class SplitConfig(_Section):
-    max_chars: int = Field(900, ge=50, le=40_000)  # ~1 minute of the joe voice at ~15 characters/s
+    max_chars: int = Field(900, ge=50, le=TEXT_MAX_CHARS)  # ~1 minute of the joe voice at ~15 characters/s
     language: str = Field("en", pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*$")  # BCP 47: en, en-US, pt_BR
 
 
 class BackendConfig(_Section):
-    url: str | None = None  # None: the flow starts the local engine on 127.0.0.1
+    url: str | None = None  # None: the kind's own (talkmill: the flow starts the local engine on 127.0.0.1)
     key_env: str = "TALKMILL_TALKS_KEY"  # the environment variable that holds the key, never the key
     concurrency: int = Field(2, ge=1, le=256)
     request_timeout: float = Field(30, gt=0)
@@ -64,6 +65,18 @@ class BackendConfig(_Section):
     talk_timeout: float = Field(1800, gt=0)
     wait: Literal["webhook", "poll"] = "webhook"
     webhook_timeout: float = Field(60, gt=0)  # no callback by then: fall back to polling
+    kind: str = "talkmill"  # the Talks backend (wire format): a key of connectors.talks.BACKENDS
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        """Checked at load, so a typo fails before any work. The kinds are the registry's keys (a new
+        backend is one module and one registry entry, nothing here); imported only when a kind is given."""
+        from connectors.talks import BACKENDS
+
+        if value not in BACKENDS:
+            raise ValueError(f"unknown Talks backend; allowed: {', '.join(BACKENDS)}")
+        return value
 
     @model_validator(mode="after")
     def _poll_bounds(self) -> BackendConfig:
@@ -73,8 +86,10 @@ class BackendConfig(_Section):
 
 
 class S3Config(_Section):
+    """Where S3 is, for every S3 client of the pipeline: s3:// sources, the output, the inbox."""
+
     endpoint_url: str | None = None  # None: AWS itself; set for SeaweedFS, MinIO, R2
-    region: str | None = None
+    region: str | None = None  # None: boto3's own chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)
 
 
 class PipelineConfig(_Section):
@@ -90,10 +105,8 @@ class PipelineConfig(_Section):
     @field_validator("presenter")
     @classmethod
     def _presenter_is_image(cls, value: str) -> str:
-        if not is_url(value) and not value.lower().endswith(IMAGE_SUFFIXES):
-            raise ValueError(
-                f"{value!r} is not an image; use a .jpg, .jpeg, .png or .webp file, or an http(s)/s3 URL"
-            )
+        if not is_url(value) and not has_image_suffix(value):
+            raise ValueError(f"{value!r} is not an image; {IMAGE_ADVICE}")  # pydantic makes it a ConfigError
         return value
 
 

@@ -1,5 +1,5 @@
-"""The pipeline's data: what ingest produces (Document, Section), what split plans (Script), and the
-one exception tree for bad input (ContentError and its subclasses).
+"""The pipeline's data: what ingest produces (Document, Section) and what split plans (Script). No wire
+format lives here: each Talks backend (connectors/talks) writes a Script as its own request.
 
 Pydantic v2 throughout, like the config, so every object crosses Prefect task boundaries and JSON files
 (manifest, sidecars) with `model_dump(mode="json")` / `model_validate` and nothing lost.
@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SourceType = Literal["html", "markdown", "csv", "text"]
+from talkmill.content.formats import KINDS
+
+SourceType = Literal[KINDS]  # type: ignore[valid-type]  # the kinds the format registry knows
 
 # Speech rate used for estimates: the joe voice (en) speaks about 15 characters a second, 900 a minute.
 CHARS_PER_SECOND = 15.0
@@ -78,20 +80,3 @@ class Script(_Model):
     def estimated_seconds(self) -> float:
         """Speech length at about 15 characters a second (English); a plan-time estimate only."""
         return round(len(self.text) / CHARS_PER_SECOND, 1)
-
-    def to_talk_request(self, source_url: str, webhook: str | None = None) -> dict[str, Any]:
-        """The body of POST /talks. `source_url` is the presenter as the backend can fetch it (a local
-        portrait must be uploaded first, e.g. with POST /images)."""
-        provider = self.voice.provider.model_dump(exclude_none=True)
-        body: dict[str, Any] = {
-            "source_url": source_url,
-            "script": {"type": "text", "input": self.text, "provider": provider},
-            "config": self.config,
-            "user_data": self.id,  # lets a create whose answer was lost be found again
-            "name": self.output_name or f"{self.source.id}-{self.id}",
-        }
-        if self.driver_url:
-            body["driver_url"] = self.driver_url
-        if webhook:
-            body["webhook"] = webhook
-        return body

@@ -25,22 +25,44 @@ def quiet_prefect(verbose: bool) -> None:
 def run(sources: list[str], **options: Any) -> int:
     """Runs the flow; the exit code: 0 all done, 1 some scripts failed, 2 the input was refused."""
     from flows.content_to_video import content_to_video
-    from talkmill.errors import ContentError
+    from talkmill.errors import InputError
     from talkmill.progress import subscribe
 
+    try:
+        preflight(**options)
+    except InputError as e:
+        refuse(str(e))
+        return 2
     with _progress() as (progress, listener):
         unsubscribe = subscribe(listener)
         try:
             summary = asyncio.run(content_to_video(sources, **options))
-        except ContentError as e:
+        except InputError as e:  # content, config, options, a refused key: the user's to fix
             progress.stop()
-            console.print("[red]refused:[/red] ", end="")
-            console.print(str(e), markup=False, highlight=False)  # messages quote [brackets] literally
+            refuse(str(e))
             return 2
         finally:
             unsubscribe()
     _print_summary(summary)
     return 1 if summary.failed else 0
+
+
+def preflight(config: str | None, output: str | None, wait: str | None, talks_url: str | None,
+              concurrency: int | None, **_: Any) -> None:
+    """The options checked as the flow will check them, before Prefect starts (seconds, and a server):
+    a bad config or --output is refused at once. The flow checks them again, for every other caller."""
+    from connectors.storage import open_store
+    from flows.content_to_video import run_settings
+
+    settings = run_settings(config, output, wait, talks_url, concurrency)
+    open_store(settings.output, settings.s3)
+
+
+def refuse(message: str) -> None:
+    """One "refused: …" line or block on stderr, never a traceback."""
+    console.print("[red]refused:[/red] ", end="")
+    # markup off: messages quote [brackets] literally; soft wrap: no line breaks inside a path or URI
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _progress():

@@ -119,16 +119,17 @@ def set_talks_budget(limit: int) -> None:
 @contextmanager
 def shared_engine(settings: PipelineConfig) -> Iterator[dict[str, Any]]:
     """Parameter defaults pointing content_to_video at one engine for all runs; none when the config
-    names a backend. Its key goes into the environment the runs inherit; they poll (a run has no webhook
-    receiver address the shared engine could know in advance)."""
-    if settings.backend.url is not None:
+    names a backend (a url, or a kind without a local engine). Its key goes into the environment the runs
+    inherit; they poll (a run has no webhook receiver address the shared engine could know in advance)."""
+    from connectors.talks import needs_local_engine
+    from connectors.talks.local import start_local_engine
+
+    if not needs_local_engine(settings.backend):
         yield {}
         return
-    from talkmill_engine.local import DEFAULT_DATA_DIR, LocalEngine
-
-    engine = LocalEngine(DEFAULT_DATA_DIR.resolve())
-    print(f"talkmill serve: starting the engine ({engine.data_dir})", flush=True)
-    engine.start()
+    print("talkmill serve: starting the engine", flush=True)
+    engine = start_local_engine()
+    print(f"talkmill serve: the engine is at {engine.url} ({engine.data_dir})", flush=True)
     os.environ[settings.backend.key_env] = engine.key
     try:
         yield {"talks_url": engine.url, "wait": "poll"}

@@ -4,6 +4,8 @@ TEXT_MIN_CHARS = 3  # script.input
 TEXT_MAX_CHARS = 40_000
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # source_url, POST /images
 MAX_AUDIO_BYTES = 15 * 1024 * 1024  # script.audio_url, POST /audios
+MAX_AUDIO_SECONDS = 600  # script.audio_url: D-ID's 10 minutes
+USER_DATA_MAX_CHARS = 1000  # user_data, 1 to 1000 characters
 
 
 def text_length_problem(text: str) -> str | None:

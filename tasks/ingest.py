@@ -1,8 +1,8 @@
 """Ingest: bytes from a path, URL or object-store key → a Document of titled sections to read aloud.
 
-The parsers and readers live in talkmill.content (pure parsing, `ingest_bytes`, apart from I/O,
-`read_source`); here `ingest` joins them and fetches the sources that CSV rows name, and `ingest_source`
-is the Prefect task. CSV rows that name a `source` are fetched here, in `ingest`, not by the flow:
+The parsers live in talkmill.content (pure parsing, `ingest_bytes`; its formats registry), the reader in
+connectors.sources (I/O, `read_source`); here `ingest` joins them and fetches the sources that CSV rows
+name, and `ingest_source` is the Prefect task. CSV rows that name a `source` are fetched here, in `ingest`, not by the flow:
 each fetched section inherits the row's overrides, line and metadata (plus metadata["source"]), so the
 planner sees one Document per CSV and every problem still points at a CSV line.
 
@@ -18,17 +18,11 @@ from typing import Any
 
 from prefect import task
 
-from talkmill.content import (
-    KINDS,
-    MAX_SOURCE_BYTES,
-    SUFFIX_KINDS,
-    detect_kind,
-    ingest_bytes,
-    local_path,
-    read_source,
-    resolve_relative,
-    slug,
-)
+from connectors.sources import MAX_SOURCE_BYTES, read_source
+from connectors.storage.base import S3Settings
+from talkmill.content.formats import KINDS, SUFFIX_KINDS, detect_kind
+from talkmill.content.parse import ingest_bytes
+from talkmill.content.uris import local_path, resolve_relative, slug
 from talkmill.errors import ContentError, CsvRowsError, RowProblem, UnsupportedSourceError
 from talkmill.models import Document, Section
 
@@ -85,10 +79,11 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying)
-def ingest_source(uri: str, kind: str | None = None, s3_endpoint_url: str | None = None,
-                  s3_region: str | None = None, timeout: float = 30.0) -> Document:
-    """I/O task: fetch and parse one source (and, for a CSV, the sources its rows name)."""
+def ingest_source(uri: str, kind: str | None = None, s3: S3Settings | None = None,
+                  timeout: float = 30.0) -> Document:
+    """I/O task: fetch and parse one source (and, for a CSV, the sources its rows name); `s3`
+    (the config's S3Config) says where s3:// sources are."""
     def fetch(target: str) -> bytes:
-        return read_source(target, timeout=timeout, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
+        return read_source(target, timeout=timeout, s3=s3)
 
     return ingest(uri, kind=kind, fetch=fetch)

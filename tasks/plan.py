@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import task
@@ -10,26 +9,31 @@ from prefect.cache_policies import NO_CACHE
 
 from connectors.storage import ObjectStore
 from talkmill.config import is_url
+from talkmill.content.formats import SUFFIXES, is_readable
+from talkmill.content.images import image_file_problem
 from talkmill.errors import ContentError
 from talkmill.models import Script
+from talks_contract.drivers import parse_driver_url
+from talks_contract.errors import ContractViolation
+from talks_contract.limits import text_length_problem
 from tasks.layout import sidecar_key, video_key
 from tasks.manifest import ManifestRow, planned_row
-
-READABLE = (".html", ".htm", ".md", ".markdown", ".csv", ".txt")
-MAX_SCRIPT_CHARS = 40_000
+from tasks.publish import sidecar_result
 
 
 def expand_sources(sources: list[str]) -> list[str]:
-    """Folders become the readable files inside them (sorted); files and URLs stay as given."""
+    """Folders become the readable files inside them (sorted, any depth; the suffixes of the formats
+    registry); files and URLs stay as given, whatever their suffix (their content says what they are)."""
     expanded: list[str] = []
     for source in sources:
         path = Path(source)
         if not is_url(source) and path.is_dir():
-            expanded += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in READABLE and p.is_file())
+            expanded += sorted(str(p) for p in path.rglob("*") if is_readable(p.name) and p.is_file())
         else:
             expanded.append(source)
     if not expanded:
-        raise ContentError(f"nothing to read in {sources}: give files ({', '.join(READABLE)}), folders or URLs")
+        suffixes = ", ".join(SUFFIXES)
+        raise ContentError(f"nothing to read in {sources}: give files ({suffixes}), folders or URLs")
     return expanded
 
 
@@ -44,9 +48,10 @@ def plan_rows(run_id: str, scripts: list[Script], store: ObjectStore) -> list[Ma
         row = planned_row(run_id, script, video_key(script, numbers[script.source.id]))
         info = store.head(row.video_key)
         if info is not None and store.exists(sidecar_key(row.video_key)):
-            talk = json.loads(store.get_bytes(sidecar_key(row.video_key)))["talk"]
+            result = sidecar_result(store.get_bytes(sidecar_key(row.video_key)))
             row.finish("skipped_existing", video_uri=store.uri(row.video_key), size_bytes=info.size,
-                       sha256=info.sha256, talk_id=talk.get("id"), actual_seconds=talk.get("duration"))
+                       sha256=info.sha256, talk_id=result and result.id,
+                       actual_seconds=result and result.duration)
         rows.append(row)
     return rows
 
@@ -69,9 +74,11 @@ def merged(rows: list[ManifestRow], updated: list[ManifestRow]) -> list[Manifest
 
 
 @task(cache_policy=NO_CACHE)
-def validate_plan(scripts: list[Script], local_engine: bool) -> list[str]:
-    """Every problem a dry run can find without creating a talk: presenters readable, lengths allowed,
-    and (for the local engine, whose catalogue we know) voices and drivers known."""
+def validate_plan(scripts: list[Script]) -> list[str]:
+    """Every problem a dry run can find without creating a talk: presenters readable, and lengths,
+    voices and drivers as the Talks contract allows them (for any backend: the contract is what both
+    sides of it agree on). Catalogues beyond the contract (which voices a backend serves) are the
+    backend's to check when the talk is created."""
     problems: list[str] = []
     checked: dict[str, str | None] = {}
     for script in scripts:
@@ -80,39 +87,45 @@ def validate_plan(scripts: list[Script], local_engine: bool) -> list[str]:
             checked[script.presenter] = _presenter_problem(script.presenter)
         if checked[script.presenter]:
             problems.append(f"{where}: presenter {script.presenter}: {checked[script.presenter]}")
-        if not 3 <= len(script.text) <= MAX_SCRIPT_CHARS:
-            problems.append(f"{where}: script is {len(script.text)} characters; allowed 3 to {MAX_SCRIPT_CHARS}")
-        if local_engine:
-            problems += [f"{where}: {p}" for p in _engine_problems(script)]
+        if length := text_length_problem(script.text):
+            problems.append(f"{where}: script is {length}")
+        problems += [f"{where}: {p}" for p in _contract_problems(script)]
     return problems
 
 
 def _presenter_problem(presenter: str) -> str | None:
+    """A URL presenter answers a HEAD request (http(s); s3:// and upload:// are the backend's to read); a
+    local one is a JPEG, PNG or WebP by its header, within the contract's size."""
     import httpx
-    from talkmill_engine.errors import EngineError
-    from talkmill_engine.render.image import load_image
 
     try:
         if is_url(presenter):
             if presenter.startswith(("http://", "https://")):
                 httpx.head(presenter, timeout=10, follow_redirects=True).raise_for_status()
             return None
-        load_image(Path(presenter).read_bytes())
-    except (OSError, httpx.HTTPError, EngineError) as e:
-        return getattr(e, "description", None) or str(e)
-    return None
+        return image_file_problem(Path(presenter))
+    except (OSError, httpx.HTTPError) as e:
+        return str(e)
 
 
-def _engine_problems(script: Script) -> list[str]:
-    from talkmill_engine.errors import ValidationError
-    from talkmill_engine.render.drivers import parse_driver_url
-    from talkmill_engine.render.voices import resolve_voice
+def _contract_problems(script: Script) -> list[str]:
+    from talks_contract.voices import parse_voice_request
 
     problems = []
-    try:
-        resolve_voice(script.voice.provider.model_dump(exclude_none=True))
-        if script.driver_url:
-            parse_driver_url(script.driver_url)
-    except ValidationError as e:
-        problems.append(f"{e.description} ({e.details})")
+    checks = [(parse_voice_request, script.voice.provider.model_dump(exclude_none=True), "script.provider")]
+    if script.driver_url:
+        checks.append((parse_driver_url, script.driver_url, "driver_url"))
+    for check, value, field in checks:
+        try:
+            check(value, field)
+        except ContractViolation as e:
+            problems.append(f"{e} (allowed: {_allowed(e.allowed)})")
     return problems
+
+
+def _allowed(allowed: object, shown: int = 12) -> str:
+    """What the contract allows, as one line: long lists (Polly's voice names) are cut short."""
+    if not isinstance(allowed, (list, tuple)):
+        return str(allowed)
+    more = f", … ({len(allowed) - shown} more)" if len(allowed) > shown else ""
+    return ", ".join(map(str, allowed[:shown])) + more

@@ -23,9 +23,9 @@ from prefect import task
 from sentencex import segment
 
 from talkmill.config import PipelineConfig, is_url
-from talkmill.errors import ContentError, CsvRowsError, RowProblem
+from talkmill.content.uris import local_path
+from talkmill.errors import ConfigError, ContentError, CsvRowsError, RowProblem
 from talkmill.models import Document, Script, Section, Voice, VoiceProvider
-from tasks.ingest import local_path
 
 CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+(?=[—–-]\s)")  # after , ; : or before a spaced dash
 
@@ -38,7 +38,7 @@ def split_text(text: str, max_chars: int, language: str = "en") -> list[str]:
     limit that keeps that count), so a long section does not end on a two-second stub. A sentence longer
     than `max_chars` alone is cut at clause punctuation, then between words."""
     if max_chars < 1:
-        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
+        raise ConfigError(f"split.max_chars: must be at least 1, got {max_chars}")
     pieces: list[str] = []
     for sentence in sentences(text, language):
         pieces += [sentence] if len(sentence) <= max_chars else _cut_long(sentence, max_chars)

@@ -5,7 +5,8 @@ slot is held from create until the talk ends, so the backend always has `concurr
 while work remains; publishing happens after the slot is freed. Each talk also holds a slot of the
 Prefect global concurrency limit "talkmill-talks" when it exists (`talkmill serve` creates it): the
 budget shared by all runs on one server; without it that is a no-op. A script whose talk already exists at
-the backend (found by its id in `user_data`) is awaited, never created twice.
+the backend (Backend.index_existing) is awaited, never created twice. Only the typed results of the
+TalksBackend protocol (TalkRef, TalkResult) are read here: never a backend's wire format.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import nullcontext
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,31 +22,17 @@ from prefect.utilities.annotations import quote
 
 from connectors.storage import ObjectStore
 from connectors.talks.backend import Backend
-from connectors.talks.client import TalksClient
-from talkmill.errors import StorageError, TalksError, TalksHTTPError, TalksTimeout
+from connectors.talks.base import TalkResult
+from talkmill.errors import StorageError, TalksBadAnswer, TalksError, TalksHTTPError, TalksTimeout
 from talkmill.models import Script
 from talkmill.progress import emit
+from talks_contract.errors import ContractViolation
 from tasks.manifest import ManifestRow, now_iso
 from tasks.publish import publish_video
 
 log = logging.getLogger("talkmill.talks")
 TALKS_LIMIT = "talkmill-talks"  # the global concurrency limit shared by runs (created by `talkmill serve`)
 REUSABLE = ("created", "started", "done")  # an existing talk in these states is awaited, not recreated
-
-
-async def index_existing(client: TalksClient, script_ids: set[str], max_pages: int = 20) -> dict[str, dict]:
-    """Talks already at the backend for these scripts (newest first wins): a re-run picks them up."""
-    found: dict[str, dict[str, Any]] = {}
-    token = None
-    for _ in range(max_pages):
-        talks, token = await client.list_talks(token=token)
-        for talk in talks:
-            script_id = talk.get("user_data")
-            if script_id in script_ids and script_id not in found:
-                found[script_id] = talk
-        if not token or len(found) == len(script_ids):
-            break
-    return found
 
 
 async def make_videos(todo: list[tuple[Script, ManifestRow]], backend: Backend, store: ObjectStore) -> list[ManifestRow]:
@@ -73,21 +59,32 @@ async def make_video(script: Script, row: ManifestRow, backend: Backend, store: 
     try:
         # the run's own slot first: a talk waiting for it must not sit on a slot of the shared budget
         async with backend.slots, (concurrency(TALKS_LIMIT) if backend.shared_budget else nullcontext()):
-            talk = await _talk_for(script, row, backend)
-        if talk.get("status") != "done":
-            error = talk.get("error") or {}
-            row.finish("failed", error_kind=error.get("kind", "TalkError"),
-                       error_message=error.get("description") or f"talk ended {talk.get('status')}")
-            return row
-        await publish_video(talk, script, row, backend.client, store)
+            result = await _talk_for(script, row, backend)
+        if result.status == "done":
+            await publish_video(result, script, row, backend.talks, store)
+        else:
+            _fail_ended(row, result)
+    except ContractViolation as e:  # the backend cannot express what the script asks; nothing was sent
+        row.finish("failed", error_kind="ValidationError", error_message=f"{e}; allowed: {e.allowed}")
     except TalksTimeout as e:
         row.finish("failed", error_kind="Timeout", error_message=str(e))
+    except TalksBadAnswer as e:
+        row.finish("failed", error_kind="BadAnswer", error_message=str(e))
     except TalksHTTPError as e:
         row.finish("failed", error_kind=e.kind or f"HTTP{e.status}", error_message=e.description or str(e))
     except (TalksError, StorageError) as e:
         row.finish("failed", error_kind=type(e).__name__, error_message=str(e))
     emit("finished", row=row)
     return row
+
+
+def _fail_ended(row: ManifestRow, result: TalkResult) -> None:
+    """A talk that ended in error or rejected: the backend's reason when it gave one."""
+    if result.error is not None:
+        kind, message = result.error.kind, result.error.description
+    else:
+        kind, message = ("Rejected" if result.status == "rejected" else "TalkError"), ""
+    row.finish("failed", error_kind=kind, error_message=message or f"talk ended {result.status}")
 
 
 async def _limit_exists(name: str) -> bool:
@@ -103,30 +100,29 @@ async def _limit_exists(name: str) -> bool:
     return True
 
 
-async def _talk_for(script: Script, row: ManifestRow, backend: Backend) -> dict[str, Any]:
+async def _talk_for(script: Script, row: ManifestRow, backend: Backend) -> TalkResult:
     existing = backend.existing.get(script.id)
-    if existing and existing.get("status") in REUSABLE:
-        row.talk_id = existing["id"]
-        log.info("script %s: picking up talk %s (%s)", script.id, row.talk_id, existing.get("status"))
+    if existing and existing.status in REUSABLE:
+        row.talk_id = existing.id
+        log.info("script %s: picking up talk %s (%s)", script.id, row.talk_id, existing.status)
     else:
-        webhook = backend.receiver.url if backend.receiver else None
-        body = script.to_talk_request(await backend.source_url(script.presenter), webhook)
+        source_url = await backend.source_url(script.presenter)
         row.attempts += 1
-        row.talk_id = await backend.client.create_talk(body, script.id)
+        row.talk_id = (await backend.talks.create(script, source_url, backend.webhook_url)).id
     return await _await_talk(row.talk_id, backend)
 
 
-async def _await_talk(talk_id: str, backend: Backend) -> dict[str, Any]:
+async def _await_talk(talk_id: str, backend: Backend) -> TalkResult:
     config = backend.config
     if backend.receiver is None:
-        return await backend.client.wait_for_talk(
+        return await backend.talks.wait(
             talk_id, poll_interval=config.poll_interval, max_interval=config.poll_max_interval,
             timeout=config.talk_timeout,
         )
     # Webhook mode: the callback wakes the wait at once; polling every webhook_timeout catches a lost one.
     wake = backend.receiver.register(talk_id)
     try:
-        return await backend.client.wait_for_talk(
+        return await backend.talks.wait(
             talk_id, poll_interval=config.webhook_timeout, max_interval=config.webhook_timeout,
             timeout=config.talk_timeout, wake=wake,
         )

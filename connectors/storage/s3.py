@@ -1,4 +1,5 @@
-"""S3 and S3-compatible stores (SeaweedFS, MinIO, R2 via endpoint_url): the S3Store side of ObjectStore.
+"""S3 and S3-compatible stores (SeaweedFS, MinIO, R2 via endpoint_url): the S3Store side of ObjectStore,
+and `client_for`, the pipeline's one way to make an S3 client (s3:// sources read through it too).
 
 open_store (connectors.storage) picks this store for s3://bucket/prefix. boto3 is imported only
 when a client is made: the local-only path never pays for it.
@@ -10,9 +11,31 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+from urllib.parse import urlparse
 
-from connectors.storage import ObjectInfo, _Streaming, check_key, content_type_for
-from talkmill.errors import ObjectNotFound, StorageError
+from connectors.storage.base import ObjectInfo, S3Settings, Streaming, check_key, content_type_for
+from talkmill.errors import ConfigError, ObjectNotFound, StorageError
+
+# the pipeline's side of every S3 call: finite waits, and botocore's standard retries of throttling and 5xx
+CLIENT_OPTIONS = {"retries": {"max_attempts": 5, "mode": "standard"}, "connect_timeout": 10,
+                  "read_timeout": 60}
+
+
+def client_for(settings: S3Settings | None) -> Any:
+    """An S3 client for the endpoint and region in `settings` (None: AWS, boto3's own region chain).
+    Credentials come from boto3's usual chain (environment, profile, instance role)."""
+    from talks_contract.s3 import s3_client
+
+    endpoint, region = (settings.endpoint_url, settings.region) if settings else (None, None)
+    return s3_client(endpoint, region, **CLIENT_OPTIONS)
+
+
+def open_s3(uri: str, s3: S3Settings | None = None) -> S3Store:
+    """s3://bucket/prefix (the prefix may be empty)."""
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise ConfigError("an s3:// URI needs a bucket")
+    return S3Store(parsed.netloc, parsed.path.strip("/"), s3)
 
 
 class _S3Sink:
@@ -63,22 +86,21 @@ class _S3Sink:
             self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
 
-class S3Store(_Streaming):
-    """A bucket and key prefix on S3 or an S3-compatible server (SeaweedFS, MinIO, R2 via endpoint_url).
-    Credentials come from boto3's usual chain (environment, profile, instance role)."""
+class S3Store(Streaming):
+    """A bucket and key prefix on S3 or an S3-compatible server (SeaweedFS, MinIO, R2 via endpoint_url);
+    the client is made by `client_for(settings)` unless one is given."""
 
     def __init__(
         self,
         bucket: str,
         prefix: str = "",
-        endpoint_url: str | None = None,
-        region: str | None = None,
+        settings: S3Settings | None = None,
         *,
         client: Any = None,
         part_size: int = 8 << 20,
     ) -> None:
         self.bucket, self.prefix, self.part_size = bucket, prefix.strip("/"), max(part_size, 5 << 20)
-        self.s3 = client or _s3_client(endpoint_url, region)
+        self.s3 = client or client_for(settings)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
@@ -154,13 +176,6 @@ class S3Store(_Streaming):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
-
-
-def _s3_client(endpoint_url: str | None, region: str | None) -> Any:
-    from talks_contract.s3 import s3_client
-
-    return s3_client(endpoint_url, region, retries={"max_attempts": 5, "mode": "standard"},
-                     connect_timeout=10, read_timeout=60)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from talks_contract.errors import ContractViolation, error_body
+
 
 class EngineError(Exception):
     kind = "UnknownError"
@@ -19,15 +21,22 @@ class EngineError(Exception):
         self.details = details
 
     def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": self.kind, "description": self.description}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+        return error_body(self.kind, self.description, self.details)
 
 
 # Synchronous: answered as HTTP errors.
 class ValidationError(EngineError):
     kind, status = "ValidationError", 400
+
+
+def invalid(field: str, problem: str, allowed: Any) -> ValidationError:
+    """A 400 naming the refused field and what is allowed there."""
+    return ValidationError(f"Invalid {field}: {problem}.", {"field": field, "allowed": allowed})
+
+
+def from_violation(violation: ContractViolation) -> ValidationError:
+    """The engine's answer to a value the Talks contract refuses (used by the API's handler and workers)."""
+    return invalid(violation.field, violation.problem, violation.allowed)
 
 
 class BadRequestError(EngineError):

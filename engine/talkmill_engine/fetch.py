@@ -1,4 +1,5 @@
-"""Fetching talk inputs (portrait, audio, logo) from URLs: size-capped, time-limited, SSRF-guarded.
+"""Fetching talk inputs (portrait, audio, logo) from URLs: size-capped (by the caps in talks_contract.limits),
+time-limited, SSRF-guarded.
 
 A URL comes from a caller, so it must not reach what the engine can reach and the caller cannot: private
 networks, loopback, link-local (cloud metadata at 169.254.169.254). Each http(s) hop is resolved once,
@@ -25,8 +26,6 @@ import httpx
 
 from talkmill_engine.errors import EngineError, ValidationError
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MAX_AUDIO_BYTES = 15 * 1024 * 1024
 MAX_REDIRECTS = 5
 SCHEMES = ("http", "https", "s3", "upload")
 UPLOAD_KINDS = ("images", "audios")

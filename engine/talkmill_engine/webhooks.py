@@ -8,8 +8,6 @@ to the address that was checked. Redirects are not followed: a receiver answers 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +16,7 @@ import httpx
 
 from talkmill_engine.errors import EngineError
 from talkmill_engine.fetch import FetchPolicy, parse_url, pin_async
+from talks_contract.retry import parse_retry_after
 from talks_contract.signatures import SIGNATURE_HEADER, sign
 
 RETRY_AFTER_CAP = 60.0  # seconds; a receiver asking for longer is waited on no longer than this
@@ -112,20 +111,9 @@ def _judge(response: httpx.Response) -> _Outcome:
         return _Outcome(delivered=True)
     error = f"receiver answered HTTP {status} {response.reason_phrase}".rstrip()
     if status == 429 or status >= 500:
-        return _Outcome(False, retry=True, error=error, retry_after=_retry_after(response))
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return _Outcome(False, retry=True, error=error, retry_after=retry_after)
     return _Outcome(False, retry=False, error=error)  # 3xx and other 4xx: the receiver refused it
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP date), None if absent or unreadable."""
-    value = response.headers.get("retry-after", "").strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _wait(backoff: Sequence[float], attempt: int, retry_after: float | None) -> float:

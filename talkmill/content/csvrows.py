@@ -1,6 +1,8 @@
 """CSV → one section per row, every bad row reported at once (CsvRowsError) before anything is made.
 
-Relative paths in a row (`source`, `presenter_image`) are resolved against the CSV's own location.
+Relative paths in a row (`source`, `presenter_image`) are resolved against the CSV's own location. What a
+row may ask for (text lengths, result formats, expressions, driver URLs) is the Talks contract's, so a row
+is refused here exactly when the engine would refuse its talk.
 """
 
 from __future__ import annotations
@@ -9,17 +11,32 @@ import csv
 import io
 import re
 
-from talkmill.content.uris import resolve_relative
+from talkmill.content.images import IMAGE_ADVICE, has_image_suffix
+from talkmill.content.text import decode
+from talkmill.content.uris import resolve_relative, slug
 from talkmill.errors import ContentError, CsvRowsError, EmptyContentError, RowProblem
 from talkmill.models import Section
+from talks_contract.drivers import GRAMMAR, parse_driver_url
+from talks_contract.errors import ContractViolation
+from talks_contract.formats import EXPRESSIONS, RESULT_FORMATS
+from talks_contract.limits import text_length_problem
 
 OVERRIDE_COLUMNS = ("id", "presenter_image", "voice_provider", "voice_id", "driver_url", "expression",
                     "stitch", "result_format", "output_name")
-CHOICES = {"stitch": ("true", "false"), "result_format": ("mp4", "mov", "gif"),
-           "expression": ("neutral", "happy", "serious", "surprise")}
+CHOICES = {"stitch": ("true", "false"), "result_format": RESULT_FORMATS, "expression": EXPRESSIONS}
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-DRIVER_URL = re.compile(r"(bank://(natural|lively|subtle)(/driver-\d+)?(/flipped)?|(https?|s3)://\S+)")
-TEXT_LIMITS = (3, 40_000)
+HEADER_NAMES_TEXT = re.compile(rb"(^|,)\s*\"?(text|source)\"?\s*(,|$)")
+
+
+def sniff(head: bytes) -> bool:
+    """A first line with commas that names a text or source column."""
+    first_line = head[:2048].lstrip().lower().split(b"\n", 1)[0].rstrip(b"\r")
+    return b"," in first_line and HEADER_NAMES_TEXT.search(first_line) is not None
+
+
+def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
+    """A CSV's title is its file's name: its rows are scripts of their own, not chapters of one."""
+    return slug(uri), csv_sections(decode(data, uri), uri)
 
 
 def csv_sections(text: str, uri: str) -> list[Section]:
@@ -107,27 +124,33 @@ def _check_row(row: dict[str, str]) -> list[tuple[str, str]]:
         found.append(("text", "empty; each row needs a text to read, or a source (path or URL) to fetch"))
     elif text and source:
         found.append(("source", "a row has either a text or a source, not both"))
-    elif text and not TEXT_LIMITS[0] <= len(text) <= TEXT_LIMITS[1]:
-        found.append(("text", f"{len(text):,} characters; allowed: {TEXT_LIMITS[0]} to {TEXT_LIMITS[1]:,}"))
+    elif text and (length := text_length_problem(text)):
+        found.append(("text", length))
     for column, allowed in CHOICES.items():
         value = row.get(column, "")
         if value and value.lower() not in allowed:
-            found.append((column, f"{value!r} is not allowed; use one of: {', '.join(allowed)} "
-                                  "(or leave it empty)"))
+            choices = ", ".join(allowed)
+            found.append((column, f"{value!r} is not allowed; use one of: {choices} (or leave it empty)"))
     for column in ("id", "output_name"):
         if row.get(column) and not SAFE_NAME.fullmatch(row[column]):
             found.append((column, f"{row[column]!r}: use up to 100 letters, digits, '.', '_' or '-'"))
-    if row.get("driver_url") and not DRIVER_URL.fullmatch(row["driver_url"]):
-        found.append(("driver_url", f"{row['driver_url']!r}: use "
-                                    "bank://natural|lively|subtle[/driver-N][/flipped] or a URL"))
+    if row.get("driver_url") and (driver := _driver_problem(row["driver_url"])):
+        found.append(("driver_url", driver))
     if row.get("voice_provider") and not row.get("voice_id"):
-        found.append(("voice_id", f"empty while voice_provider is {row['voice_provider']!r}; "
-                                  "name a voice of that provider"))
+        provider = row["voice_provider"]
+        found.append(("voice_id", f"empty while voice_provider is {provider!r}; name one of its voices"))
     image = row.get("presenter_image", "")
-    if image and "://" not in image and not image.lower().endswith((".jpg", ".jpeg", ".png", ".webp")):
-        found.append(("presenter_image", f"{image!r}: use a .jpg, .jpeg, .png or .webp file, "
-                                         "or an http(s)/s3 URL"))
+    if image and "://" not in image and not has_image_suffix(image):
+        found.append(("presenter_image", f"{image!r}: {IMAGE_ADVICE}"))
     return found
+
+
+def _driver_problem(url: str) -> str | None:
+    try:
+        parse_driver_url(url)
+    except ContractViolation as violation:
+        return f"{violation.problem}; use {GRAMMAR}"
+    return None
 
 
 def _row_section(row: dict[str, str], line: int, uri: str) -> Section:

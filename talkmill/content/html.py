@@ -5,11 +5,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from talkmill.content.text import Blocks, as_sentence, tidy
+from talkmill.content.text import Blocks, as_sentence, sections_from_blocks, tidy
+from talkmill.models import Section
 
 BOILERPLATE = re.compile(
     r"cookie|consent|gdpr|banner|advert|\bads?\b|ad-|promo|sponsor|newsletter|subscribe|share|related")
 BLOCK_TAGS = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "blockquote"]
+
+
+def sniff(head: bytes) -> bool:
+    start = head[:2048].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<body" in start
+
+
+def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
+    """The page's title and sections (bytes as they came: the page declares its own encoding)."""
+    title, blocks = html_blocks(data)
+    return title, sections_from_blocks(blocks)
 
 
 def html_blocks(data: bytes) -> tuple[str | None, Blocks]:

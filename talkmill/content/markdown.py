@@ -8,9 +8,20 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from talkmill.content.text import Blocks, as_sentence, tidy
+from talkmill.content.text import Blocks, as_sentence, decode, sections_from_blocks, tidy
+from talkmill.models import Section
 
 SPOKEN_CODE = re.compile(r"[A-Za-z][A-Za-z0-9 '+-]{0,39}")  # `git status`, `Ctrl+L`: words, not code
+ATX_HEADING = re.compile(rb"(?m)^#{1,6} \S")
+
+
+def sniff(head: bytes) -> bool:
+    return ATX_HEADING.search(head) is not None
+
+
+def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
+    title, blocks = markdown_blocks(decode(data, uri))
+    return title, sections_from_blocks(blocks)
 
 
 def markdown_blocks(text: str) -> tuple[str | None, Blocks]:

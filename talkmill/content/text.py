@@ -10,6 +10,16 @@ from talkmill.models import Section
 Blocks = list[tuple[str, str]]  # ("head", title) or ("text", paragraph)
 
 
+def sniff(head: bytes) -> bool:
+    """Anything can be read as text: the fallback when no other format claims a source."""
+    return True
+
+
+def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
+    title, blocks = text_blocks(decode(data, uri))
+    return title, sections_from_blocks(blocks)
+
+
 def decode(data: bytes, uri: str) -> str:
     try:
         return data.decode("utf-8-sig")

@@ -1,12 +1,15 @@
 """The deployment manifests (deploy/), checked without Docker or Kubernetes: what cannot run here is at least
 consistent with the code it deploys.
 
-Every YAML file parses; one image name and tag everywhere, equal to pyproject's version; every `talkmill …`
-and `prefect …` command in the manifests (and in deploy/README.md) exists with every option it passes; every
-TALKMILL_* and PREFECT_* variable is a real setting; the compose topology and the Kubernetes objects are
-wired together (selectors, Services, probes on /health at the container port, URLs naming real services and
-ports, databases and buckets created where they are used); no secret is committed.
-No network, no containers: the only processes started are `prefect … --help` (prefect's CLI is not typer).
+Every YAML file parses; two images from deploy/Dockerfile's two targets, `pipeline` (no engine: the Prefect
+server, the workers, the deploy job) and `engine` (the Talks engine), each tagged with pyproject's version
+and each used by the services of its role; every `talkmill …`, `talkmill-engine …` and `prefect …` command
+in the manifests (and in deploy/README.md) exists with every option it passes; every TALKMILL_* and PREFECT_*
+variable is a real setting; the compose topology and the Kubernetes objects are wired together (selectors,
+Services, probes on /health at the container port, URLs naming real services and ports, databases and
+buckets created where they are used); no secret is committed.
+No network, no containers: the only processes started are the real commands' `--help` (`talkmill` and
+`talkmill-engine` of this venv, one process each; prefect's CLI, not typer, in one process for all).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,8 +38,19 @@ README = DEPLOY / "README.md"
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
-IMAGE_REPO = "ghcr.io/talkmill/talkmill"
-IMAGE = f"{IMAGE_REPO}:{VERSION}"
+SCRIPTS = PYPROJECT["project"]["scripts"]
+PACKAGES = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+ENGINE_EXTRA = "engine"
+ENGINE_PACKAGE = next(p for p in PACKAGES if Path(p).name == SCRIPTS["talkmill-engine"].split(".")[0])
+# The Dockerfile's targets and the image each is built as: the pipeline (no engine) and the engine.
+IMAGE_NAMESPACE = "ghcr.io/talkmill/"
+IMAGE_REPOS = {"pipeline": f"{IMAGE_NAMESPACE}talkmill", "engine": f"{IMAGE_NAMESPACE}talkmill-engine"}
+IMAGES = {target: f"{repo}:{VERSION}" for target, repo in IMAGE_REPOS.items()}
+# Who is the engine, by name (not by image): compose services and (k8s workload, container).
+ENGINE_SERVICES = {"engine"}
+ENGINE_CONTAINERS = {("talkmill-engine", "engine")}
+PROGRAMS = ("talkmill", "talkmill-engine", "prefect")
+BIN = Path(sys.executable).parent  # the venv's console scripts: talkmill, talkmill-engine
 POOL = "talkmill"
 
 # Engine settings another engineer is adding to EngineSettings right now (the PostgreSQL talk store and S3
@@ -86,6 +101,9 @@ def pod_specs() -> dict[str, dict]:
     return {name: doc["spec"]["template"]["spec"] for kind in ("Deployment", "Job") for name, doc in k8s(kind).items()}
 
 
+# ------------------------------------------------------------------------------------------- Dockerfile
+
+
 @cache
 def dockerfile() -> tuple[tuple[str, str], ...]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
@@ -101,14 +119,128 @@ def dockerfile() -> tuple[tuple[str, str], ...]:
     return tuple(lines)
 
 
-def docker(instruction: str) -> list[str]:
-    return [arguments for name, arguments in dockerfile() if name == instruction]
+@dataclass
+class Stage:
+    name: str | None  # FROM … AS name
+    base: str  # an image, or an earlier stage's name
+    instructions: list[tuple[str, str]] = field(default_factory=list)
 
 
-def exec_form(instruction: str) -> list[str]:
-    (value,) = docker(instruction)[-1:] or [None]
-    assert value is not None and value.startswith("["), f"{instruction} must be in exec (JSON) form"
+@cache
+def stages() -> tuple[Stage, ...]:
+    found: list[Stage] = []
+    for instruction, arguments in dockerfile():
+        if instruction == "FROM":
+            words = [word for word in arguments.split() if not word.startswith("--")]  # --platform=…
+            name = words[2].lower() if len(words) == 3 and words[1].lower() == "as" else None
+            assert len(words) in (1, 3), f"FROM {arguments}: not `FROM image [AS name]`"
+            found.append(Stage(name, words[0]))
+        else:
+            assert found or instruction == "ARG", f"{instruction} before the first FROM"
+            if found:
+                found[-1].instructions.append((instruction, arguments))
+    return tuple(found)
+
+
+def stage_names() -> list[str]:
+    return [stage.name for stage in stages() if stage.name]
+
+
+def chain(target: str) -> list[Stage]:
+    """The stages a target is built from, its root first (FROM <an earlier stage> …)."""
+    by_name = {stage.name: stage for stage in stages() if stage.name}
+    assert target in by_name, f"deploy/Dockerfile has no target {target!r} (stages: {stage_names()})"
+    found = [by_name[target]]
+    while found[0].base.lower() in by_name:
+        assert len(found) <= len(by_name), f"FROM cycle at {target}"
+        found.insert(0, by_name[found[0].base.lower()])
+    return found
+
+
+def external_base(target: str) -> str:
+    return chain(target)[0].base
+
+
+def docker(instruction: str, target: str | None = None) -> list[str]:
+    """The arguments of every `instruction` of a target's stages (of the whole file without a target)."""
+    if target is None:
+        return [arguments for name, arguments in dockerfile() if name == instruction]
+    return [arguments for stage in chain(target) for name, arguments in stage.instructions if name == instruction]
+
+
+def exec_form(value: str, what: str) -> list[str]:
+    assert value.startswith("["), f"{what} must be in exec (JSON) form: {value}"
     return yaml.safe_load(value)
+
+
+def image_config(target: str) -> tuple[list[str], list[str]]:
+    """(ENTRYPOINT, CMD) of a target as Docker sets them: the last of each along its stages, and an
+    ENTRYPOINT resets a CMD inherited from an earlier stage (or the base image, which CMD we do not know)."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for stage in chain(target):
+        own_cmd = False
+        for instruction, arguments in stage.instructions:
+            if instruction == "ENTRYPOINT":
+                entrypoint = exec_form(arguments, f"{target}: ENTRYPOINT")
+                cmd = cmd if own_cmd else []
+            elif instruction == "CMD":
+                cmd, own_cmd = exec_form(arguments, f"{target}: CMD"), True
+    return entrypoint, cmd
+
+
+def image_labels(target: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for arguments in docker("LABEL", target):
+        labels |= dict(token.split("=", 1) for token in shlex.split(arguments))
+    return labels
+
+
+def run_commands(target: str, own: bool = False) -> list[list[str]]:
+    """The argv of each shell command of the target's RUN instructions (split at &&, ||, ;, |); `own`: only
+    those of its stages that the pipeline target is not built from."""
+    kept = [stage for stage in chain(target) if not own or all(stage is not s for s in chain("pipeline"))]
+    found = []
+    for arguments in (arguments for stage in kept for name, arguments in stage.instructions if name == "RUN"):
+        lexer = shlex.shlex(arguments, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        current: list[str] = []
+        for token in [*lexer, ";"]:
+            if token in ("&&", "||", ";", "|"):
+                found += [current] if current else []
+                current = []
+            else:
+                current.append(token)
+    return found
+
+
+def uv_syncs(target: str, own: bool = False) -> list[list[str]]:
+    return [argv[2:] for argv in run_commands(target, own) if argv[:2] == ["uv", "sync"]]
+
+
+def installs_engine_extra(options: list[str]) -> bool:
+    extras = [options[i + 1] for i, option in enumerate(options[:-1]) if option == "--extra"]
+    extras += [option.split("=", 1)[1] for option in options if option.startswith("--extra=")]
+    return ENGINE_EXTRA in extras or "--all-extras" in options
+
+
+def copied(target: str) -> list[str]:
+    """The build-context paths the target's stages COPY (or ADD)."""
+    sources = []
+    for arguments in [*docker("COPY", target), *docker("ADD", target)]:
+        *paths, _destination = shlex.split(arguments)
+        sources += [path.rstrip("/") for path in paths if not path.startswith("--")]
+    return sources
+
+
+def copies(target: str, package: str) -> bool:
+    """Whether a package folder (e.g. engine/talkmill_engine) is in the image: it or a parent is copied."""
+    return any(package == source or package.startswith(source + "/") or source == "." for source in copied(target))
+
+
+def target_of(image: str) -> str | None:
+    repo = str(image).rsplit(":", 1)[0] if ":" in str(image).rsplit("/", 1)[-1] else str(image)
+    return next((target for target, ours in IMAGE_REPOS.items() if ours == repo), None)
 
 
 def readme_env_template() -> dict[str, str]:
@@ -131,6 +263,8 @@ def bootstrap_value(name: str) -> str:
 def commands_of(entrypoint: list[str], command: list[str] | str | None) -> list[list[str]]:
     """The argv of each program a container runs: itself, or each line of an `sh -c` script."""
     command = [command] if isinstance(command, str) else list(command or [])
+    if not entrypoint:
+        return [command] if command else []
     if Path(entrypoint[0]).name in ("sh", "bash") and any(flag.endswith("c") for flag in entrypoint[1:]):
         return [shlex.split(line) for line in command[0].splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if Path(entrypoint[0]).name.startswith("python"):
@@ -138,35 +272,60 @@ def commands_of(entrypoint: list[str], command: list[str] | str | None) -> list[
     return [entrypoint + command]
 
 
-def image_entrypoint() -> list[str]:
-    return exec_form("ENTRYPOINT")
+def service_process(service: dict) -> tuple[list[str], list[str] | str | None]:
+    """(entrypoint, command) of a compose service of one of our images: an `entrypoint` drops the image's CMD."""
+    image_entrypoint, image_cmd = image_config(target_of(service["image"]))
+    entrypoint = service.get("entrypoint") or image_entrypoint
+    entrypoint = shlex.split(entrypoint) if isinstance(entrypoint, str) else list(entrypoint)
+    command = service.get("command") if "command" in service else (None if "entrypoint" in service else image_cmd)
+    return entrypoint, command
 
 
-def image_cmd() -> list[str]:
-    return exec_form("CMD")
+def container_process(container: dict) -> tuple[list[str], list[str] | None]:
+    """(entrypoint, args) of a k8s container of one of our images: `command` drops the image's CMD too."""
+    image_entrypoint, image_cmd = image_config(target_of(container["image"]))
+    entrypoint = container.get("command") or image_entrypoint
+    args = container.get("args") if "args" in container else (None if "command" in container else image_cmd)
+    return list(entrypoint), args
+
+
+def ours(image: object) -> bool:
+    return str(image).startswith(IMAGE_NAMESPACE)
+
+
+def workloads() -> list[tuple[str, str, bool, list[list[str]]]]:
+    """(where, image, named the engine, argv of each program) of every compose service and k8s container that
+    uses one of our images."""
+    found = []
+    for name, service in services().items():
+        if ours(service.get("image")):
+            argvs = commands_of(*service_process(service)) if target_of(service["image"]) else []
+            found.append((f"compose {name}", service["image"], name in ENGINE_SERVICES, argvs))
+    for workload, spec in pod_specs().items():
+        for container in spec["containers"]:
+            if ours(container.get("image")):
+                argvs = commands_of(*container_process(container)) if target_of(container["image"]) else []
+                named = (workload, container["name"]) in ENGINE_CONTAINERS
+                found.append((f"k8s {workload}/{container['name']}", container["image"], named, argvs))
+    return found
+
+
+def is_engine(argv: list[str]) -> bool:
+    return argv[:1] == ["talkmill-engine"] or argv[:2] == ["talkmill", "engine"]
 
 
 def manifest_commands() -> list[tuple[str, list[str]]]:
-    """(where, argv) of every talkmill/prefect program started by the manifests, the image and the README."""
-    found = [("Dockerfile ENTRYPOINT+CMD", image_entrypoint() + image_cmd())]
-    for name, service in services().items():
-        if str(service.get("image", "")).startswith(IMAGE_REPO):
-            entrypoint = service.get("entrypoint") or image_entrypoint()
-            entrypoint = shlex.split(entrypoint) if isinstance(entrypoint, str) else entrypoint
-            command = service.get("command") if "command" in service else (None if "entrypoint" in service else image_cmd())
-            found += [(f"compose {name}", argv) for argv in commands_of(entrypoint, command)]
-    for workload, spec in pod_specs().items():
-        for container in spec["containers"]:
-            entrypoint = container.get("command") or image_entrypoint()
-            args = container.get("args") if "args" in container else (None if "command" in container else image_cmd())
-            found += [(f"k8s {workload}/{container['name']}", argv) for argv in commands_of(entrypoint, args)]
+    """(where, argv) of every talkmill/talkmill-engine/prefect program started by the manifests, the images
+    and the README."""
+    found = [(f"Dockerfile target {target} ENTRYPOINT+CMD", sum(image_config(target), [])) for target in IMAGES]
+    found += [(where, argv) for where, _, _, argvs in workloads() for argv in argvs]
     for line in readme_code_lines():
         tokens = shlex.split(re.split(r"\s(?:\||&&|;|#)\s", line)[0])
         if tokens[:2] == ["docker", "compose"]:
-            tokens = next((tokens[i:] for i, t in enumerate(tokens) if t in ("talkmill", "prefect")), [])
-        if tokens and tokens[0] in ("talkmill", "prefect"):
+            tokens = next((tokens[i:] for i, t in enumerate(tokens) if t in PROGRAMS), [])
+        if tokens and tokens[0] in PROGRAMS:
             found.append((f"deploy/README.md: {line}", tokens))
-    return [(where, argv) for where, argv in found if argv and argv[0] in ("talkmill", "prefect")]
+    return [(where, argv) for where, argv in found if argv and argv[0] in PROGRAMS]
 
 
 def readme_code_lines() -> list[str]:
@@ -182,13 +341,16 @@ def readme_code_lines() -> list[str]:
     return lines
 
 
-def talkmill_help(path: tuple[str, ...]) -> tuple[int, str]:
-    from typer.testing import CliRunner
-
-    from talkmill.cli import app
-
-    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250", "NO_COLOR": "1"})
-    return result.exit_code, result.output
+@cache
+def script_help(program: str, path: tuple[str, ...]) -> tuple[int, str]:
+    """`program PATH --help` of the venv's real console script, in its own process: `talkmill engine …`
+    execs the engine's CLI, which would replace the test process if run in it."""
+    script = BIN / program
+    assert script.is_file(), f"{script}: no such console script (pyproject's [project.scripts], uv sync)"
+    env = {**os.environ, "COLUMNS": "250", "TERMINAL_WIDTH": "250", "NO_COLOR": "1"}
+    done = subprocess.run([str(script), *path, "--help"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=ROOT, stdin=subprocess.DEVNULL)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
 
 
 PREFECT_HELP_SCRIPT = """
@@ -233,11 +395,14 @@ def prefect_help(path: tuple[str, ...]) -> tuple[int, str]:
 
 
 def help_for(program: str, path: tuple[str, ...]) -> tuple[int, str]:
-    return talkmill_help(path) if program == "talkmill" else prefect_help(path)
+    return prefect_help(path) if program == "prefect" else script_help(program, path)
 
 
-def usage_names(output: str, path: tuple[str, ...]) -> bool:
+def usage_names(output: str, path: tuple[str, ...], program: str = "") -> bool:
     usage = next((line for line in output.splitlines() if "Usage:" in line), "")
+    if program == "talkmill" and path[:1] == ("engine",):  # hands over: `python -m talkmill_engine …`'s help
+        names = ("talkmill-engine", "talkmill_engine")
+        return any(f" {' '.join((name, *path[1:]))} " in f" {usage} " for name in names)
     return f" {' '.join(path)} " in f" {usage} " if path else bool(usage)
 
 
@@ -256,7 +421,7 @@ def resolve(argv: list[str]) -> tuple[tuple[str, ...], list[str], list[str]]:
     path: tuple[str, ...] = ()
     for length in range(1, len(words) + 1):
         code, output = help_for(program, tuple(words[:length]))
-        if code == 0 and usage_names(output, tuple(words[:length])):
+        if code == 0 and usage_names(output, tuple(words[:length]), program):
             path = tuple(words[:length])
         else:
             break
@@ -279,65 +444,164 @@ def test_every_yaml_file_parses():
         assert documents and all(isinstance(doc, dict) for doc in documents), f"{path}: no mapping documents"
 
 
+def docker_builds() -> list[tuple[str, list[str]]]:
+    """(where, argv) of every `docker build` line in deploy/: README code blocks, compose and Dockerfile comments."""
+    found = [("deploy/README.md", shlex.split(line)) for line in readme_code_lines()
+             if line.startswith("docker build ")]
+    for path in (COMPOSE, DOCKERFILE):
+        for line in path.read_text().splitlines():
+            match = re.match(r"#\s+(docker build .*)$", line.strip())
+            if match:
+                found.append((path.name, shlex.split(match[1])))
+    return found
+
+
 def test_version_is_pyprojects_in_the_dockerfile_compose_k8s_and_readme():
-    labels = " ".join(docker("LABEL"))
-    assert f'org.opencontainers.image.version="{VERSION}"' in labels
-    assert f'org.opencontainers.image.title="{PYPROJECT["project"]["name"]}"' in labels
+    for target, repo in IMAGE_REPOS.items():
+        labels = image_labels(target)
+        assert labels.get("org.opencontainers.image.version") == VERSION, (target, labels)
+        assert labels.get("org.opencontainers.image.title") == repo.removeprefix(IMAGE_NAMESPACE), (target, labels)
+    assert image_labels("pipeline")["org.opencontainers.image.title"] == PYPROJECT["project"]["name"]
     images = {name: service.get("image") for name, service in services().items()}
-    ours = {name: image for name, image in images.items() if str(image).split(":")[0] == IMAGE_REPO}
-    assert set(ours) >= {"engine", "prefect-worker", "prefect-server", "deploy"}, images
-    assert set(ours.values()) == {IMAGE}, ours
+    our_services = {name: image for name, image in images.items() if ours(image)}
+    assert set(our_services) >= {"engine", "prefect-worker", "prefect-server", "deploy"}, images
+    assert set(our_services.values()) == set(IMAGES.values()), (our_services, IMAGES)
     containers = [c for spec in pod_specs().values() for c in spec["containers"]]
-    assert containers and {c["image"] for c in containers} == {IMAGE}
-    assert f"-t {IMAGE} " in README.read_text(), "deploy/README.md must build the image under the manifests' tag"
+    assert containers and {c["image"] for c in containers} == set(IMAGES.values()), (containers, IMAGES)
+    builds = docker_builds()
+    readme = {argument(argv, "--target"): argument(argv, "-t")
+              for where, argv in builds if where == "deploy/README.md"}
+    assert readme == IMAGES, "deploy/README.md must build each target under the manifests' tag"
+    for where, argv in builds:
+        assert argument(argv, "-f") == "deploy/Dockerfile" and argv[-1] == ".", (where, argv)
+        assert IMAGES.get(argument(argv, "--target")) == argument(argv, "-t"), (where, shlex.join(argv))
+
+
+def test_each_service_uses_the_image_of_its_role():
+    """The engine (by name, or whatever runs `talkmill-engine`) on the engine image, the rest on the pipeline's."""
+    found = workloads()
+    named = {where for where, _, is_named, _ in found if is_named}
+    expected = {f"compose {name}" for name in ENGINE_SERVICES} | {f"k8s {w}/{c}" for w, c in ENGINE_CONTAINERS}
+    assert named == expected, f"the engine's services, by name: {named} (expected {expected})"
+    problems = []
+    for where, image, is_named, argvs in found:
+        if image not in IMAGES.values():
+            problems.append(f"{where}: {image} is none of {sorted(IMAGES.values())}")
+            continue
+        role = "engine" if is_named or any(is_engine(argv) for argv in argvs) else "pipeline"
+        if image != IMAGES[role]:
+            problems.append(f"{where}: the {role} runs on {image}, not {IMAGES[role]} ({argvs})")
+        if is_named and not any(argv[:2] == ["talkmill-engine", "serve"] for argv in argvs):
+            problems.append(f"{where}: the engine runs no `talkmill-engine serve`: {argvs}")
+    pipeline = [where for where, image, _, _ in found if image == IMAGES["pipeline"]]
+    assert {"compose prefect-server", "compose prefect-worker", "compose deploy"} <= set(pipeline), pipeline
+    assert {"k8s talkmill-worker/worker", "k8s talkmill-deploy/deploy"} <= set(pipeline), pipeline
+    assert not problems, "\n".join(problems)
+
+
+def test_runs_on_the_pipeline_image_name_the_engine_url():
+    """The pipeline image has no engine: deploy/README.md says so, and its flow runs pass `talks_url`, the URL
+    of the engine's load balancer."""
+    text = " ".join(README.read_text().split())
+    assert re.search(r"worker image has no engine[^.]*\(`talks_url`\)", text), "deploy/README.md: no engine inside"
+    runs = [argv for where, argv in manifest_commands() if argv[1:3] == ["deployment", "run"]]
+    assert runs, "deploy/README.md runs no deployment"
+    listen = re.search(r"listen\s+(\d+);", NGINX.read_text())[1]
+    for argv in runs:
+        params = dict(argv[i + 1].split("=", 1) for i, token in enumerate(argv[:-1]) if token == "--param")
+        assert "talks_url" in params, f"{shlex.join(argv)}: no talks_url (the worker image has no engine)"
+        url = urlsplit(params["talks_url"])
+        assert (url.hostname, str(url.port)) == ("engine-lb", listen), (argv, "the engine's one URL")
 
 
 def test_dockerfile_builds_the_project_as_bootstrap_does():
-    (base,) = docker("FROM")
-    minor = re.fullmatch(r"python:(3\.\d+)-slim-bookworm", base)
-    assert minor, base
     from packaging.specifiers import SpecifierSet
 
-    assert f"{minor[1]}.0" in SpecifierSet(PYPROJECT["project"]["requires-python"]), (base, "requires-python")
-    runs = " ".join(docker("RUN"))
-    assert f'"uv=={bootstrap_value("UV_VERSION")}"' in runs or f"uv=={bootstrap_value('UV_VERSION')} " in runs
-    assert "uv sync --frozen --no-dev" in runs
-    packages = re.search(r"DEBIAN_PACKAGES=\(([^)]*)\)", (ROOT / "scripts" / "bootstrap").read_text())[1].split()
-    assert all(re.search(rf"apt-get install [^&]*\b{re.escape(p)}\b", runs) for p in packages), packages
-    for copy in docker("COPY"):
-        *sources, _target = shlex.split(copy)
-        for source in (s for s in sources if not s.startswith("--")):
-            assert (ROOT / source).exists(), f"COPY {source}: not in the build context (the repository root)"
-    users = docker("USER")
-    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must run as a non-root user"
-    index = [name for name, _ in dockerfile()]
-    assert max(i for i, n in enumerate(index) if n == "RUN") < max(i for i, n in enumerate(index) if n == "USER")
+    assert set(IMAGES) <= set(stage_names()), f"deploy/Dockerfile needs the targets {set(IMAGES)}: {stage_names()}"
+    assert len(stage_names()) == len(set(stage_names())), stage_names()
+    for stage in stages():
+        if stage.base.lower() not in stage_names():
+            minor = re.fullmatch(r"python:(3\.\d+)-slim-bookworm", stage.base)
+            assert minor, stage.base
+            python = SpecifierSet(PYPROJECT["project"]["requires-python"])
+            assert f"{minor[1]}.0" in python, (stage.base, "requires-python")
+    debian = re.search(r"DEBIAN_PACKAGES=\(([^)]*)\)", (ROOT / "scripts" / "bootstrap").read_text())[1].split()
+    for target in IMAGES:
+        runs = " ".join(docker("RUN", target))
+        uv = bootstrap_value("UV_VERSION")
+        assert f'"uv=={uv}"' in runs or f"uv=={uv} " in runs, (target, "uv pin")
+        syncs = uv_syncs(target)
+        assert syncs, f"{target}: no `uv sync`"
+        for options in syncs:
+            assert {"--frozen", "--no-dev"} <= set(options), (target, "uv sync", options)
+        assert "--no-install-project" not in syncs[-1], f"{target}: the last `uv sync` must install the project"
+        metadata = ["pyproject.toml", "uv.lock", "README.md", "LICENSE"]
+        assert set(metadata) <= set(copied(target)), (target, copied(target))
+        for source in copied(target):
+            assert (ROOT / source).exists(), f"{target}: COPY {source}: not in the build context (the repository root)"
+        for package in PACKAGES:
+            assert copies(target, package) == (target == "engine" or package != ENGINE_PACKAGE), (target, package)
+        for folder in ("configs", "examples", "deploy"):  # the deployments' entrypoints, defaults and prefect.yaml
+            assert folder in copied(target), (target, folder)
+        installs = [p for p in debian if re.search(rf"apt-get install [^&]*\b{re.escape(p)}\b", runs)]
+        assert installs == (debian if target == "engine" else []), (target, "Debian packages (the engine's)", installs)
+        users = docker("USER", target)
+        assert users and users[-1].split(":")[0] not in ("root", "0"), f"{target} must run as a non-root user"
+        index = [name for stage in chain(target) for name, _ in stage.instructions]
+        assert max(i for i, n in enumerate(index) if n == "RUN") < max(i for i, n in enumerate(index) if n == "USER")
+    # the pipeline never installs the engine's extra; the engine's image does, in every one of its syncs
+    assert not [options for options in uv_syncs("pipeline") if installs_engine_extra(options)], uv_syncs("pipeline")
+    pip_installs = [argv for argv in run_commands("pipeline") if "install" in argv[:3] and "pip" in argv[:2]
+                    and not any(arg.startswith("uv==") for arg in argv)]
+    assert not pip_installs, f"pipeline: installs outside the lock: {pip_installs}"
+    engine_syncs = uv_syncs("engine", own=True)
+    assert engine_syncs and all(installs_engine_extra(options) for options in engine_syncs), uv_syncs("engine")
+    assert installs_engine_extra(uv_syncs("engine")[-1]), uv_syncs("engine")
+    # the engine's data dir: set, and the run-time user's
+    data_dir = re.search(r"TALKMILL_ENGINE_DATA_DIR=(\S+)", " ".join(docker("ENV", "engine")))
+    assert data_dir, "engine: ENV TALKMILL_ENGINE_DATA_DIR"
+    user = docker("USER", "engine")[-1].split(":")[0]
+    owned = [argv for argv in run_commands("engine") if argv[:1] == ["chown"]
+             and any(arg.split(":")[0] == user for arg in argv[1:])]
+    assert any(Path(data_dir[1]).is_relative_to(arg) for argv in owned for arg in argv if arg.startswith("/")), owned
+    assert "TALKMILL_ENGINE_DATA_DIR" not in " ".join(docker("ENV", "pipeline")), "pipeline: no engine settings"
 
 
 def test_dockerfile_entrypoint_is_the_console_script():
-    scripts = PYPROJECT["project"]["scripts"]
-    entrypoint = image_entrypoint()
-    assert len(entrypoint) == 1 and entrypoint[0] in scripts, (entrypoint, scripts)
-    module, _, attribute = scripts[entrypoint[0]].partition(":")
     import importlib
 
-    assert callable(getattr(importlib.import_module(module), attribute))
+    for target in IMAGES:
+        entrypoint, _ = image_config(target)
+        assert len(entrypoint) == 1 and entrypoint[0] in SCRIPTS, (target, entrypoint, SCRIPTS)
+        module, _, attribute = SCRIPTS[entrypoint[0]].partition(":")
+        package = next(p for p in PACKAGES if Path(p).name == module.split(".")[0])
+        assert copies(target, package), f"{target}: ENTRYPOINT {entrypoint[0]} runs {module}, not in the image"
+        assert callable(getattr(importlib.import_module(module), attribute))
+    assert image_config("pipeline")[0] != image_config("engine")[0], "each image its own console script"
+    assert image_config("engine")[0] == ["talkmill-engine"]
+    cmd = image_config("engine")[1]
+    assert cmd[:1] == ["serve"] and argument(cmd, "--host") == "0.0.0.0", cmd
+    assert docker("EXPOSE", "engine") == [argument(cmd, "--port")], (docker("EXPOSE", "engine"), cmd)
 
 
 def test_every_command_and_option_in_the_manifests_exists():
     commands = manifest_commands()
     programs = {argv[0] for _, argv in commands}
-    assert programs == {"talkmill", "prefect"}, commands
+    assert {"talkmill-engine", "prefect"} <= programs <= set(PROGRAMS), commands
     # every help prefect could be asked for below, in one process
     words = [[t for t in argv[1:] if not t.startswith("-")] for _, argv in commands if argv[0] == "prefect"]
     prefect_helps({tuple(w[:n]) for w in words for n in range(len(w) + 1)})
     problems = []
     for where, argv in commands:
         path, global_options, options = resolve(argv)
-        if not path:
+        if not path and [token for token in argv[1 + len(global_options):] if not token.startswith("-")]:
             problems.append(f"{where}: {shlex.join(argv)}: no such command")
             continue
         code, output = help_for(argv[0], path)
+        if code != 0:
+            command = " ".join([argv[0], *path])
+            problems.append(f"{where}: {shlex.join(argv)}: `{command} --help` failed: {output[-500:]}")
+            continue
         missing = [option for option in options if not has_option(output, option)]
         if global_options:
             _, root = help_for(argv[0], ())
@@ -451,9 +715,8 @@ def argument(argv: list[str], option: str) -> str:
 
 
 def service_argv(name: str) -> list[str]:
-    service = services()[name]
-    entrypoint = service.get("entrypoint") or image_entrypoint()
-    return entrypoint + list(service.get("command") or [])
+    entrypoint, command = service_process(services()[name])
+    return entrypoint + list(command or [])
 
 
 def healthcheck_url(name: str) -> str:
@@ -601,9 +864,10 @@ def test_k8s_probes_hit_health_on_the_container_port():
                     assert container_port(container, probe["httpGet"]["port"]), (workload, kind, "port not declared")
     (engine,) = k8s("Deployment")["talkmill-engine"]["spec"]["template"]["spec"]["containers"]
     assert engine.get("readinessProbe") and engine.get("livenessProbe")
-    served = int(argument(["talkmill", *engine["args"]], "--port"))
+    engine_argv = sum(container_process(engine), [])
+    served = int(argument(engine_argv, "--port"))
     assert container_port(engine, engine["readinessProbe"]["httpGet"]["port"]) == served
-    assert argument(["talkmill", *engine["args"]], "--host") == "0.0.0.0"
+    assert argument(engine_argv, "--host") == "0.0.0.0"
     (worker,) = k8s("Deployment")["talkmill-worker"]["spec"]["template"]["spec"]["containers"]
     assert argument(worker["command"] + worker["args"], "--pool") == POOL
     if worker.get("livenessProbe"):
@@ -636,7 +900,7 @@ def test_k8s_configuration_is_complete_and_consistent():
     public = urlsplit(settings["TALKMILL_ENGINE_PUBLIC_BASE_URL"])
     service = k8s("Service").get(public.hostname)
     assert service and public.port in [p["port"] for p in service["spec"]["ports"]], "the public URL is the engine Service"
-    data_dir = re.search(r"TALKMILL_ENGINE_DATA_DIR=(\S+)", " ".join(docker("ENV")))[1]
+    data_dir = re.search(r"TALKMILL_ENGINE_DATA_DIR=(\S+)", " ".join(docker("ENV", "engine")))[1]
     (engine,) = pod_specs()["talkmill-engine"]["containers"]
     assert data_dir in [mount["mountPath"] for mount in engine.get("volumeMounts", [])]
     assert any(str(v).endswith(f":{data_dir}") for v in services()["engine"].get("volumes", []))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from talks_contract.signatures import verify
-from tests.engine.helpers import Engine, StaticServer, WebhookReceiver, probe_video, wait_for, wav_seconds
+from tests.engine.helpers import StaticServer, WebhookReceiver, probe_video, wait_for, wav_seconds
 
 pytestmark = pytest.mark.slow
 FRAME = 0.04  # seconds, at 25 fps

@@ -18,8 +18,9 @@ import httpx
 import pytest
 from talkmill_engine import fetch
 from talkmill_engine.errors import AudioError, SourceError, ValidationError
-from talkmill_engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, check_url, fetch_bytes
+from talkmill_engine.fetch import FetchPolicy, check_url, fetch_bytes
 
+from talks_contract.limits import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 LOOPBACK = FetchPolicy(allow_private=True, timeout=5.0)

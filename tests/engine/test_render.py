@@ -12,12 +12,12 @@ from talkmill_engine.render.drivers import Driver, choose_driver
 from talkmill_engine.render.face import FaceFinder
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.rig import Rig
-from talkmill_engine.render.speech import Speech
 from talkmill_engine.render.talk import Renderer
-from talkmill_engine.render.tts import Synthesizer
 from talkmill_engine.render.visemes import loudness
-from talkmill_engine.render.voices import resolve_voice
 from talkmill_engine.render.warp import MeshWarp
+from talkmill_engine.speech.catalogue import resolve_voice
+from talkmill_engine.speech.synthesizer import Synthesizer
+from talkmill_engine.speech.timing import Speech
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE = ROOT / "talkmill/assets/grace_hopper.jpg"

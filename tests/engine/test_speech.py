@@ -8,19 +8,16 @@ import wave
 import av
 import numpy as np
 import pytest
-from talkmill_engine.errors import AudioError, ValidationError
-from talkmill_engine.render.audio import SAMPLE_RATE, decode_audio, write_wav
-from talkmill_engine.render.speech import Speech
-from talkmill_engine.render.tts import (
-    PAUSE,
-    Synthesizer,
-    TimingsUnavailable,
-    _load_piper,
-    _piper_chunk_speech,
-    plain_text,
-    split_for_synthesis,
-)  # fmt: skip
-from talkmill_engine.render.voices import JOE, list_voices, resolve_voice
+from talkmill_engine.errors import AudioError, ValidationError, from_violation
+from talkmill_engine.speech.audio import SAMPLE_RATE, decode_audio, write_wav
+from talkmill_engine.speech.catalogue import list_voices, resolve_voice
+from talkmill_engine.speech.piper_joe import JOE, TimingsUnavailable, chunk_speech, load_piper
+from talkmill_engine.speech.synthesizer import Synthesizer
+from talkmill_engine.speech.text import plain_text, split_for_synthesis
+from talkmill_engine.speech.timing import PAUSE, Speech
+
+from talks_contract.errors import ContractViolation
+from talks_contract.voices import parse_voice_config, parse_voice_request
 
 HOP = 256 / 22050  # one piper frame
 SENTENCE = "Hello there. This is a short test of the speech engine, spoken by a neural voice."
@@ -71,32 +68,33 @@ def test_joe_duration_fits_the_text(joe_speech: Speech) -> None:
 def test_joe_lengths_repeat_and_rate_changes_them(synth: Synthesizer, joe_speech: Speech) -> None:
     again = synth.synthesize(SENTENCE, JOE)
     assert len(again.samples) == len(joe_speech.samples)  # same frame count for the same text
-    fast = synth.synthesize(SENTENCE, JOE, {"rate": "x-fast"})
+    fast = synth.synthesize(SENTENCE, JOE, parse_voice_config({"rate": "x-fast"}))
     assert fast.duration < 0.8 * joe_speech.duration
-    higher = synth.synthesize(SENTENCE, JOE, {"pitch": "+20%"})
+    higher = synth.synthesize(SENTENCE, JOE, parse_voice_config({"pitch": "+20%"}))
     assert_timed(higher, tolerance=HOP)
     assert higher.duration == pytest.approx(joe_speech.duration, rel=0.15)
 
 
 def test_other_providers_settings_are_accepted_and_ignored(synth: Synthesizer) -> None:
     provider = {"type": "elevenlabs", "voice_config": {"stability": 0.5, "rate": "1.1", "style": "0.3"}}
-    voice = resolve_voice(provider)
-    speech = synth.synthesize("Hi there.", voice, provider["voice_config"])
+    request = parse_voice_request(provider)
+    assert request.locale is None and request.prosody.rate == 1.1
+    speech = synth.synthesize("Hi there.", resolve_voice(provider), request.prosody)
     assert speech.voice_id == "en-US-joe" and speech.phones
 
 
 def test_piper_audio_without_alignments_is_refused(synth: Synthesizer) -> None:
     """The onnx trap: piper then yields audio without timings; it must not pass silently."""
-    chunk = next(iter(_load_piper().synthesize("Hello.", include_alignments=False)))
+    chunk = next(iter(load_piper().synthesize("Hello.", include_alignments=False)))
     with pytest.raises(TimingsUnavailable):
-        _piper_chunk_speech(chunk, 1.0, 22050)
+        chunk_speech(chunk, 1.0, 22050)
 
 
 def test_joe_speaks_a_long_run_on_text_in_pieces(synth: Synthesizer) -> None:
     text = ("and the engine keeps on talking without a single full stop " * 18).strip()  # ~1,100 chars
     pieces = split_for_synthesis(text)
     assert len(pieces) >= 3 and max(map(len, pieces)) <= 400 and " ".join(pieces) == text
-    speech = synth.synthesize(text, JOE, {"rate": "x-fast"})
+    speech = synth.synthesize(text, JOE, parse_voice_config({"rate": "x-fast"}))
     assert_timed(speech, tolerance=HOP)
     assert speech.duration > 20
 
@@ -123,7 +121,8 @@ def test_microsoft_german_voice_is_espeak_with_phones(synth: Synthesizer) -> Non
 def test_espeak_rate_and_pitch_apply(synth: Synthesizer) -> None:
     voice = resolve_voice({"type": "talkmill", "voice_id": "fr-FR-espeak"})
     normal = synth.synthesize("Bonjour à tous, merci d'être venus.", voice)
-    slow = synth.synthesize("Bonjour à tous, merci d'être venus.", voice, {"rate": "-40%", "pitch": "low"})
+    slow_config = parse_voice_config({"rate": "-40%", "pitch": "low"})
+    slow = synth.synthesize("Bonjour à tous, merci d'être venus.", voice, slow_config)
     assert slow.duration > 1.3 * normal.duration
 
 
@@ -173,11 +172,9 @@ def test_providers_resolve_to_the_closest_local_voice(provider: dict | None, exp
     ("provider", "field"),
     [
         ({"type": "polly", "voice_id": "Joanna"}, "script.provider.type"),
-        ({"type": "microsoft", "voice_id": "xx-XX-NobodyNeural"}, "script.provider.voice_id"),
         ({"type": "microsoft", "voice_id": "JennyNeural"}, "script.provider.voice_id"),
         ({"type": "microsoft"}, "script.provider.voice_id"),
         ({"type": "amazon", "voice_id": "Nobody"}, "script.provider.voice_id"),
-        ({"type": "talkmill", "voice_id": "de-DE-KatjaNeural"}, "script.provider.voice_id"),
         ({"type": "microsoft", "voice_id": "en-US-JennyNeural", "voice_config": {"rate": "fastest"}},
          "script.provider.voice_config.rate"),
         ({"type": "microsoft", "voice_id": "en-US-JennyNeural", "voice_config": {"rate": "5"}},
@@ -186,14 +183,45 @@ def test_providers_resolve_to_the_closest_local_voice(provider: dict | None, exp
          "script.provider.voice_config.pitch"),
         ({"type": "microsoft", "voice_id": "en-US-JennyNeural", "voice_config": {"volume": "loud"}},
          "script.provider.voice_config.volume"),
+        ({"type": "microsoft", "voice_id": "en-US-JennyNeural", "speed": 2}, "script.provider.speed"),
     ],
 )  # fmt: skip
-def test_bad_providers_name_the_field_and_what_is_allowed(provider: dict, field: str) -> None:
-    with pytest.raises(ValidationError) as error:
+def test_the_contract_refuses_bad_providers_naming_the_field(provider: dict, field: str) -> None:
+    """Refused by talks_contract.voices (the pipeline refuses them too); the engine answers them as 400s."""
+    with pytest.raises(ContractViolation) as violation:
+        parse_voice_request(provider)
+    with pytest.raises(ContractViolation):
         resolve_voice(provider)
-    assert error.value.details["field"] == field
+    error = from_violation(violation.value)
+    assert (error.kind, error.status) == ("ValidationError", 400)
+    assert error.details == {"field": field, "allowed": violation.value.allowed}
+    assert error.details["allowed"]
+    assert error.description.startswith(f"Invalid {field}: ")
+
+
+@pytest.mark.parametrize(
+    ("provider", "problem"),
+    [
+        ({"type": "microsoft", "voice_id": "xx-XX-NobodyNeural"}, "no local voice speaks 'xx-XX'"),
+        ({"type": "talkmill", "voice_id": "de-DE-KatjaNeural"}, "unknown talkmill voice"),
+    ],
+)
+def test_requests_no_local_voice_serves_are_refused(provider: dict, problem: str) -> None:
+    """Valid for the contract (a locale, a talkmill id), but this engine has no such voice."""
+    assert parse_voice_request(provider)
+    with pytest.raises(ValidationError, match=problem) as error:
+        resolve_voice(provider)
+    field = "script.provider.voice_id"
+    assert error.value.details["field"] == field and field in error.value.description
     assert error.value.details["allowed"]
-    assert field in error.value.description
+
+
+def test_a_locale_nobody_speaks_lists_the_served_locales() -> None:
+    with pytest.raises(ValidationError) as error:
+        resolve_voice({"type": "google", "voice_id": "xx-XX-Wavenet-A"})
+    allowed = error.value.details["allowed"]
+    assert allowed[0] == "en-*" and {"de", "fr-FR", "pt-BR"} <= set(allowed)
+    assert not any(locale.startswith("en-") for locale in allowed[1:])  # joe serves every English locale
 
 
 @pytest.mark.parametrize("rate", ["+10%", "-20%", "x-slow", "x-fast", "medium", "default", "1.2", "0.8"])

@@ -182,6 +182,19 @@ def test_retry_after_is_honoured_up_to_a_cap(receiver: Receiver) -> None:
     assert waits == [RETRY_AFTER_CAP, RETRY_AFTER_CAP]
 
 
+@pytest.mark.parametrize(("header", "wait"), [("1.5", 1.5), ("0", 0.01), ("soon", 0.01)])
+def test_retry_after_is_read_as_the_contract_reads_it(receiver: Receiver, header: str, wait: float) -> None:
+    """Fractional seconds count (talks_contract.retry); an unreadable value leaves the planned backoff."""
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    receiver.statuses, receiver.headers = [503, 200], {"Retry-After": header}
+    assert _deliver(receiver.url, backoff=(0.01,), sleep=record).delivered
+    assert waits == [wait]
+
+
 def test_connection_errors_and_timeouts_are_retried(receiver: Receiver) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -82,6 +82,19 @@ def test_a_bad_driver_url_row_exits_2_naming_its_line(tmp_path: Path, env: dict)
     assert "line 3" in refused.stderr and "driver_url" in refused.stderr
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    (["--output", "ftp://host/x"], "refused: output 'ftp://host/x': no store reads ftp:// URIs; allowed: "),
+    (["--output", "s3://"], "refused: output 's3://': an s3:// URI needs a bucket"),
+    (["--concurrency", "0"], "backend.concurrency: Input should be greater than or equal to 1"),
+], ids=["unknown-scheme", "no-bucket", "bad-option"])
+def test_a_bad_option_exits_2_with_one_readable_message(tmp_path: Path, env: dict, options: list[str],
+                                                         message: str) -> None:
+    refused = talkmill("run", CONTENT / "note.txt", *options, env=env, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and message in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) <= 3  # a message, not a report
+
+
 def test_a_failed_row_exits_1(tmp_path: Path, env: dict, talks_engine: LocalEngine) -> None:
     grey_png(tmp_path / "grey.png")
     rows = tmp_path / "faces.csv"

@@ -91,3 +91,21 @@ def test_unreadable_files_are_config_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
     assert load_config(write(tmp_path, "# only comments\n")) == PipelineConfig()
+
+
+def test_talk_values_are_bounded_by_the_contract() -> None:
+    from talkmill.config import SplitConfig, TalkConfig
+    from talks_contract.formats import RESULT_FORMATS
+    from talks_contract.limits import TEXT_MAX_CHARS
+
+    assert [TalkConfig(result_format=name).result_format for name in RESULT_FORMATS] == list(RESULT_FORMATS)
+    assert SplitConfig(max_chars=TEXT_MAX_CHARS).max_chars == TEXT_MAX_CHARS
+    refused = f"split.max_chars: Input should be less than or equal to {TEXT_MAX_CHARS}"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(None, {"split": {"max_chars": TEXT_MAX_CHARS + 1}})
+
+
+def test_the_s3_region_is_a_setting_of_its_own(tmp_path) -> None:
+    path = write(tmp_path, "s3: {endpoint_url: 'http://127.0.0.1:8333', region: eu-west-3}\n")
+    settings = load_config(path).s3
+    assert (settings.endpoint_url, settings.region) == ("http://127.0.0.1:8333", "eu-west-3")

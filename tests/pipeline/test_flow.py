@@ -190,7 +190,7 @@ def test_dry_run_plans_and_creates_nothing(tmp_path: Path, engine_key: Any) -> N
     [
         ({"presenter": "/nowhere/ghost.png"}, "ghost.png"),
         ({"driver_url": "bank://natural/driver-99"}, "driver-99"),
-        ({"voice": {"provider": {"type": "microsoft", "voice_id": "xx-XX-NobodyNeural"}}}, "xx-XX"),
+        ({"voice": {"provider": {"type": "microsoft", "voice_id": "NobodyNeural"}}}, "NobodyNeural"),
     ],
     ids=["missing-presenter", "unknown-driver", "unknown-voice"],
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from talkmill.config import S3Config
 from talkmill.errors import (
     ContentError,
     CsvRowsError,
@@ -17,8 +18,12 @@ from talkmill.errors import (
     SourceReadError,
     UnsupportedSourceError,
 )
+from talks_contract.drivers import all_drivers
+from talks_contract.formats import EXPRESSIONS, RESULT_FORMATS
+from talks_contract.limits import TEXT_MAX_CHARS, TEXT_MIN_CHARS
 from tasks import ingest as ingest_module
 from tasks.ingest import ingest, ingest_bytes, ingest_source, read_source, slug
+from tests.s3server import S3Server
 
 DATA = Path(__file__).parent / "data"
 
@@ -204,6 +209,34 @@ def test_csv_row_checks_voice_driver_and_names() -> None:
         (2, "voice_id"), (3, "driver_url"), (4, "output_name"), (5, "presenter_image")]
 
 
+def row_problems(column: str, *values: str) -> list[tuple[int, str]]:
+    """(line, column) of every problem in a CSV of one good text per row and `values` in `column`."""
+    rows = f"text,{column}\n" + "".join(f"Good text.,{value}\n" for value in values)
+    try:
+        ingest_bytes(rows.encode(), "rows.csv")
+    except CsvRowsError as error:
+        return [(p.line, p.column) for p in error.problems]
+    return []
+
+
+def test_csv_driver_urls_are_exactly_the_contracts() -> None:
+    accepted = ["bank://natural/", "bank://natural", "bank://lively/driver-02/flipped", *all_drivers()]
+    assert row_problems("driver_url", *accepted) == []
+    refused = ["s3://b/k.mp4", "https://example.com/driver.mp4", "bank://natural/driver-99", "bank://wobbly"]
+    assert row_problems("driver_url", *refused) == [(line, "driver_url") for line in range(2, 6)]
+
+
+def test_csv_choices_and_text_limits_are_the_contracts() -> None:
+    assert row_problems("result_format", *RESULT_FORMATS) == []
+    assert row_problems("expression", *EXPRESSIONS) == []
+    assert row_problems("result_format", "webm") == [(2, "result_format")]
+    for length in (TEXT_MIN_CHARS, TEXT_MAX_CHARS):
+        ingest_bytes(f"text\n{'a' * length}\n".encode(), "rows.csv")
+    for length in (TEXT_MIN_CHARS - 1, TEXT_MAX_CHARS + 1):
+        with pytest.raises(CsvRowsError, match=f"{length:,} characters; allowed: {TEXT_MIN_CHARS} to"):
+            ingest_bytes(f"text\n{'a' * length}\n".encode(), "rows.csv")
+
+
 def test_csv_without_text_or_source_column_names_the_header() -> None:
     with pytest.raises(CsvRowsError, match=r"line 1, column '\(header\)': no 'text' or 'source' column"):
         ingest_bytes(b"title,body\nA,Some words.\n", "rows.csv")
@@ -270,6 +303,36 @@ def test_local_reads_and_unsupported_schemes(tmp_path: Path) -> None:
         read_source(str(tmp_path / "absent.md"))
     with pytest.raises(UnsupportedSourceError, match="ftp://"):
         read_source("ftp://example.com/a.md")
+
+
+@pytest.fixture
+def s3_source(seaweedfs: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Config:
+    """A note at s3://talkmill/sources/note.md; the S3 settings that reach it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    note = b"# Note\n\nHello from S3.\n"
+    seaweedfs.client().put_object(Bucket="talkmill", Key="sources/note.md", Body=note)
+    return S3Config(endpoint_url=seaweedfs.endpoint_url, region="us-east-1")
+
+
+def test_s3_sources_are_read_with_the_pipelines_s3_client(s3_source: S3Config, monkeypatch) -> None:
+    from connectors.storage import s3 as s3_store
+
+    made = []
+    real_client_for = s3_store.client_for
+    spy = lambda settings: made.append(settings) or real_client_for(settings)
+    monkeypatch.setattr(s3_store, "client_for", spy)
+    document = ingest_source.fn("s3://talkmill/sources/note.md", s3=s3_source)
+    assert (document.title, document.sections[0].text) == ("Note", "Hello from S3.")
+    assert made == [s3_source]  # the endpoint and region of the config, the factory with timeouts
+    with pytest.raises(SourceReadError, match="limit"):
+        read_source("s3://talkmill/sources/note.md", max_bytes=5, s3=s3_source)
+    with pytest.raises(SourceReadError, match="NoSuchKey") as missing:
+        read_source("s3://talkmill/sources/absent.md", s3=s3_source)
+    assert missing.value.transient is False
+    with pytest.raises(UnsupportedSourceError, match="s3://bucket/key"):
+        read_source("s3://talkmill", s3=s3_source)
 
 
 def test_ingest_source_is_an_io_task_that_retries_only_what_may_succeed_later() -> None:

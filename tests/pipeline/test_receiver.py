@@ -1,4 +1,5 @@
-"""WebhookReceiver: real HTTP deliveries on 127.0.0.1, signed as the engine signs them."""
+"""WebhookReceiver: real HTTP deliveries on 127.0.0.1, signed as the engine signs them and verified by the
+backend (TalksBackend.verify_webhook: D-ID's format with our Talks-Signature)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ import httpx
 import pytest
 
 from connectors.receiver import WebhookReceiver
-from connectors.talks.client import TalksClient
+from connectors.talks.base import TalkRef, TalkResult, WebhookRejected
+from connectors.talks.did import DidTalks
 from talks_contract.signatures import SIGNATURE_HEADER, sign
 
 SECRET = "whsec-test"
 TALK = {"id": "tlk_1", "object": "talk", "status": "done", "user_data": "script-1", "result_url": "http://r/"}
+DONE = TalkRef("tlk_1", "done")
+
+
+def backend(secret: str | None = SECRET, **options: Any) -> DidTalks:
+    return DidTalks("http://talks.test", "k:s", webhook_secret=secret, **options)
 
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(SECRET) as started:
+    with WebhookReceiver(backend().verify_webhook) as started:
         yield started
 
 
@@ -50,7 +57,7 @@ def test_a_signed_delivery_wakes_the_waiter(receiver: WebhookReceiver) -> None:
         return talk, await sender, time.monotonic() - started
 
     talk, status, waited = asyncio.run(scenario())
-    assert status == 200 and talk == TALK
+    assert status == 200 and talk == DONE
     assert waited < 1.0  # woken by the delivery, not by the 5 s timeout
 
 
@@ -80,7 +87,7 @@ def test_a_tampered_body_is_refused(receiver: WebhookReceiver) -> None:
 def test_a_delivery_before_the_waiter_registers_is_kept(receiver: WebhookReceiver) -> None:
     assert _post(receiver.url, TALK) == 200
     started = time.monotonic()
-    assert asyncio.run(receiver.wait("tlk_1", timeout=5)) == TALK
+    assert asyncio.run(receiver.wait("tlk_1", timeout=5)) == DONE
     assert time.monotonic() - started < 0.5
 
 
@@ -92,7 +99,7 @@ def test_a_repeated_delivery_is_the_same_event(receiver: WebhookReceiver) -> Non
         assert statuses == [200, 200, 200]
         return await receiver.wait("tlk_1", timeout=1), await receiver.wait("tlk_1", timeout=1)
 
-    assert asyncio.run(scenario()) == (TALK, TALK)
+    assert asyncio.run(scenario()) == (DONE, DONE)
     assert receiver.deliveries == 3
 
 
@@ -105,10 +112,10 @@ def test_several_talks_wake_only_their_own_waiters(receiver: WebhookReceiver) ->
         await sender
         return tuple(results)
 
-    assert asyncio.run(scenario()) == (None, other)
+    assert asyncio.run(scenario()) == (None, TalkRef("tlk_2", "done"))
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"status": "done"}'])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"status": "done"}', b'{"id": "tlk_1"}'])
 def test_a_signed_body_that_is_not_a_talk_is_400(receiver: WebhookReceiver, body: bytes) -> None:
     assert _post(receiver.url, body) == 400
     assert receiver.deliveries == 0
@@ -120,35 +127,39 @@ def test_other_paths_are_404(receiver: WebhookReceiver) -> None:
 
 def test_register_gives_a_wake_event_for_polling(receiver: WebhookReceiver) -> None:
     """The flow's shape: poll slowly, and let the webhook cut the pause short."""
-    state = {"status": "started"}
+    state = {"status": "started", "result_url": "https://results.test/tlk_1.mp4"}
     api = httpx.MockTransport(lambda request: httpx.Response(200, json={"id": "tlk_1", **state}))
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> TalkResult:
         async def engine_finishes() -> int:
             await asyncio.sleep(0.1)
             state["status"] = "done"
             return await asyncio.to_thread(_post, receiver.url, TALK)
 
-        async with TalksClient("http://talks.test", "k:s", transport=api) as talks:
+        async with backend(transport=api) as talks:
             wake = receiver.register("tlk_1")
             sender = asyncio.create_task(engine_finishes())
-            talk = await talks.wait_for_talk("tlk_1", poll_interval=30, timeout=60, wake=wake)
+            result = await talks.wait("tlk_1", poll_interval=30, timeout=60, wake=wake)
             assert await sender == 200
-            return talk
+            return result
 
     started = time.monotonic()
-    assert asyncio.run(scenario())["status"] == "done"
+    assert asyncio.run(scenario()).status == "done"
     assert time.monotonic() - started < 2.0
 
 
 def test_stop_frees_the_port() -> None:
-    receiver = WebhookReceiver(SECRET).start()
+    receiver = WebhookReceiver(backend().verify_webhook).start()
     url = receiver.url
     receiver.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.post(url, content=b"{}", timeout=2)
 
 
-def test_a_secret_is_required() -> None:
-    with pytest.raises(ValueError):
-        WebhookReceiver("")
+def test_without_a_secret_every_callback_is_refused() -> None:
+    body = json.dumps(TALK).encode()
+    with pytest.raises(WebhookRejected) as caught:
+        backend(secret=None).verify_webhook({SIGNATURE_HEADER: sign("", body)}, body)
+    assert caught.value.status == 401
+    with WebhookReceiver(backend(secret=None).verify_webhook) as unsigned:
+        assert _post(unsigned.url, TALK) == 401 and unsigned.deliveries == 0

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from talkmill.config import PipelineConfig, load_config
-from talkmill.errors import CsvRowsError
+from talkmill.config import DEFAULT_PRESENTER, PipelineConfig, load_config
+from talkmill.content.images import image_file_problem, image_header, image_problem
+from talkmill.errors import ConfigError, CsvRowsError
 from talkmill.models import Document, Section, SourceRef
+from talks_contract.limits import MAX_IMAGE_BYTES
 from tasks.ingest import ingest, ingest_bytes
 from tasks.scripts import plan, plan_scripts, sentences, split_text
 
@@ -67,7 +69,7 @@ def test_chunks_are_as_few_as_possible_and_evened_out() -> None:
 
 def test_split_of_blank_text_and_bad_limits() -> None:
     assert split_text("  \n\t ", 100) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="split.max_chars"):
         split_text("Hello.", 0)
 
 
@@ -163,19 +165,6 @@ def test_missing_portraits_are_reported_per_row_before_anything_is_planned() -> 
     assert "portrait not found" in str(caught.value)
 
 
-def test_talk_request_body() -> None:
-    script = plan_scripts(ingest(str(DATA / "rows-good.csv")), config())[1]
-    body = script.to_talk_request("https://engine.local/images/abc.png", webhook="http://127.0.0.1:9/hook")
-    assert body == {
-        "source_url": "https://engine.local/images/abc.png",
-        "script": {"type": "text", "input": script.text,
-                   "provider": {"type": "microsoft", "voice_id": "en-GB-RyanNeural"}},
-        "config": {}, "driver_url": "bank://lively/driver-02", "user_data": script.id,
-        "name": f"rows-good-{script.id}", "webhook": "http://127.0.0.1:9/hook",
-    }
-    assert script.estimated_seconds == round(len(script.text) / 15, 1)
-
-
 def test_plan_is_a_pure_task_without_retries() -> None:
     assert plan.retries == 0
     document = ingest(str(DATA / "notes.txt"))
@@ -208,3 +197,77 @@ def test_example_rows_use_their_overrides() -> None:
     handbook_doc = ingest(str(EXAMPLES / "handbook" / "security-basics.md"))
     handbook = " ".join(s.text for s in plan_scripts(handbook_doc, load_config()))
     assert "tm-policy" not in handbook and "centuries" not in handbook and "SEC-114" not in handbook
+
+
+# --- portraits, checked by their headers (no Pillow in the pipeline) ----------------------------------
+
+
+def pillow_image(tmp_path: Path, name: str, size: tuple[int, int], mode: str = "RGB", **options) -> Path:
+    """An image written by Pillow (a test dependency here, through the engine): the reference reader."""
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.new(mode, size, (90, 120, 150, 200)[: len(mode)]).save(path, **options)
+    return path
+
+
+@pytest.mark.parametrize(("name", "mode", "options", "kind"), [
+    ("p.jpg", "RGB", {}, "JPEG"),
+    ("p-progressive.jpg", "RGB", {"progressive": True}, "JPEG"),
+    ("p.png", "RGBA", {}, "PNG"),
+    ("p-lossy.webp", "RGB", {"lossless": False}, "WebP"),
+    ("p-lossless.webp", "RGB", {"lossless": True}, "WebP"),
+    ("p-alpha.webp", "RGBA", {"lossless": False}, "WebP"),  # VP8X: an extended header
+])
+def test_image_headers_give_the_size_pillow_reads(tmp_path: Path, name: str, mode: str, options: dict,
+                                                   kind: str) -> None:
+    path = pillow_image(tmp_path, name, (333, 517), mode, **options)
+    assert image_header(path.read_bytes()) == (kind, 333, 517)
+    assert image_file_problem(path) is None
+
+
+def test_the_shipped_portraits_pass() -> None:
+    assert image_header(DEFAULT_PRESENTER.read_bytes())[0] == "JPEG"
+    assert image_file_problem(EXAMPLES / "presenters" / "astronaut.png") is None
+
+
+def test_what_cannot_be_a_portrait_is_named(tmp_path: Path) -> None:
+    png = pillow_image(tmp_path, "p.png", (64, 64)).read_bytes()
+    jpeg = DEFAULT_PRESENTER.read_bytes()
+    assert "not a JPEG, PNG or WebP" in image_problem(b"this is text, not a PNG\n")
+    assert "GIF" not in image_problem(b"GIF89a....") and image_problem(b"GIF89a....")
+    assert "cut short" in image_problem(png[:20])
+    assert "without a frame header" in image_problem(jpeg[:2] + b"\xff\xda\x00\x02")
+    assert "0x0" in image_problem(png[:16] + b"\x00" * 8 + png[24:])
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png + b"\x00" * MAX_IMAGE_BYTES)
+    assert f"at most {MAX_IMAGE_BYTES:,}" in image_file_problem(huge)
+    with pytest.raises(OSError):
+        image_file_problem(tmp_path / "absent.png")
+
+
+# --- the dry run's checks: the contract's, no engine code ---------------------------------------------
+
+
+def test_a_dry_run_passes_a_good_plan(tmp_path: Path) -> None:
+    from tasks.plan import validate_plan
+
+    rows = "text,driver_url,result_format\nA fine first row.,bank://natural/,mov\nA fine second row.,,\n"
+    scripts = plan_scripts(ingest_bytes(rows.encode(), str(tmp_path / "rows.csv")), load_config())
+    assert validate_plan.fn(scripts) == []
+
+
+def test_a_dry_run_names_every_problem_by_the_contract(tmp_path: Path) -> None:
+    from tasks.plan import validate_plan
+
+    fake = tmp_path / "face.png"
+    fake.write_text("this is text, not a PNG\n")
+    settings = load_config(None, {"presenter": str(fake), "driver_url": "bank://natural/driver-99",
+                                  "voice": {"provider": {"type": "nobody", "voice_id": "x"}}})
+    scripts = plan_scripts(document_of(Section(title="A", text="Hello there, team.")), settings)
+    problems = validate_plan.fn(scripts)
+    assert len(problems) == 3, problems
+    presenter, voice, driver = problems
+    assert "face.png" in presenter and "not a JPEG, PNG or WebP" in presenter
+    assert "script.provider" in voice and "nobody" in voice
+    assert "driver_url" in driver and "driver-99" in driver

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.storage import (
+    STORES,
     LocalStore,
     ObjectInfo,
     ObjectStore,
@@ -20,14 +21,16 @@ from connectors.storage import (
     content_type_for,
     open_store,
 )
-from talkmill.errors import ObjectNotFound, StorageError, UnsafeKeyError
+from connectors.storage.s3 import CLIENT_OPTIONS
+from talkmill.config import S3Config
+from talkmill.errors import ConfigError, InputError, ObjectNotFound, StorageError, UnsafeKeyError
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
 MB = 1 << 20
 
 
 @pytest.fixture
-def s3_env(seaweedfs: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:  # noqa: F811
+def s3_env(seaweedfs: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -40,7 +43,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return open_store(str(tmp_path / "out"))
     server: S3Server = request.getfixturevalue("s3_env")
-    return open_store(f"s3://talkmill/runs-{uuid.uuid4().hex[:8]}", endpoint_url=server.endpoint_url)
+    settings = S3Config(endpoint_url=server.endpoint_url)
+    return open_store(f"s3://talkmill/runs-{uuid.uuid4().hex[:8]}", settings)
 
 
 def _pattern(size: int) -> bytes:
@@ -173,7 +177,7 @@ def test_uri_names_the_object(store: ObjectStore, tmp_path: Path) -> None:
 
 
 def test_s3_objects_carry_their_content_type(s3_env: S3Server) -> None:
-    store = open_store(f"s3://talkmill/ct-{uuid.uuid4().hex[:8]}", endpoint_url=s3_env.endpoint_url)
+    store = open_store(f"s3://talkmill/ct-{uuid.uuid4().hex[:8]}", S3Config(endpoint_url=s3_env.endpoint_url))
     store.put_bytes("v.mp4", b"m")
     store.put_stream("v.gif", [b"g"])
     store.put_atomic("m.jsonl", b"{}\n")
@@ -223,9 +227,35 @@ def test_open_store_chooses_by_uri(tmp_path: Path) -> None:
     assert isinstance(open_store(str(tmp_path / "plain")), LocalStore)
     by_uri = open_store((tmp_path / "by uri").as_uri())
     assert isinstance(by_uri, LocalStore) and by_uri.root == tmp_path / "by uri"
-    s3 = open_store("s3://bucket/some/prefix/", endpoint_url="http://127.0.0.1:1")
+    s3 = open_store("s3://bucket/some/prefix/", S3Config(endpoint_url="http://127.0.0.1:1"))
     assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == ("bucket", "some/prefix")
-    with pytest.raises(StorageError):
-        open_store("ftp://host/dir")
-    with pytest.raises(StorageError):
-        open_store("s3:///prefix-without-bucket")
+
+
+@pytest.mark.parametrize(("uri", "wrong"), [
+    ("ftp://host/dir", "no store reads ftp:// URIs"),
+    ("s3://", "an s3:// URI needs a bucket"),
+    ("s3:///prefix-without-bucket", "an s3:// URI needs a bucket"),
+    ("file://elsewhere/videos", "names a folder on this machine, not on 'elsewhere'"),
+])
+def test_a_bad_store_uri_is_a_config_error_naming_the_option_and_the_allowed(uri: str, wrong: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(uri, option="inbox")
+    message = str(caught.value)
+    assert message.startswith(f"inbox {uri!r}: ") and wrong in message
+    assert all(f"{scheme}://" in message for scheme in STORES)  # the allowed ones, from the registry
+    assert isinstance(caught.value, InputError)  # the CLI refuses it (exit 2), no traceback
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"output .*a-file/videos.*: cannot create the folder"):
+        open_store(str(tmp_path / "a-file" / "videos"))
+
+
+def test_every_s3_client_has_the_configured_endpoint_region_and_finite_timeouts() -> None:
+    settings = S3Config(endpoint_url="http://127.0.0.1:1", region="eu-west-3")
+    client = open_store("s3://bucket/prefix", settings).s3
+    assert (client.meta.endpoint_url, client.meta.region_name) == ("http://127.0.0.1:1", "eu-west-3")
+    assert client.meta.config.connect_timeout == CLIENT_OPTIONS["connect_timeout"] < 60
+    assert client.meta.config.read_timeout == CLIENT_OPTIONS["read_timeout"] <= 60
+    assert client.meta.config.retries["mode"] == "standard"  # throttling and 5xx are retried

@@ -1,5 +1,6 @@
-"""TalksClient: the happy path against a real (small) Talks server on 127.0.0.1; faults a real server
-cannot produce on demand (503 storms, 429, timeouts, resets) through httpx.MockTransport."""
+"""The D-ID wire format's client (connectors.talks.did): the happy path against a real (small) Talks server
+on 127.0.0.1; faults a real server cannot produce on demand (503 storms, 429, timeouts, resets) through
+httpx.MockTransport. The fake server and `script_for` are shared with tests/pipeline/test_backends_*.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,17 +22,30 @@ import uvicorn
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from connectors.talks.client import TalksClient
+from connectors.talks.base import TalkResult
+from connectors.talks.did import DidTalks, TalkmillTalks
 from talkmill.errors import (
     TalksConnectionError,
     TalksHTTPError,
     TalksNotFound,
     TalksTimeout,
 )
+from talkmill.models import Script as TalkScript
+from talkmill.models import SourceRef, Voice
 
 KEY = "tester:s3cret"
 RESULT = bytes(range(256)) * 1200  # ~300 KB "video"
-BODY = {"source_url": "https://example.invalid/face.png", "script": {"type": "text", "input": "Hello there."}}
+SOURCE_URL = "https://example.invalid/face.png"
+
+
+def script_for(script_id: str, text: str = "Hello there.", **fields: Any) -> TalkScript:
+    """A planned script as tasks/scripts.py would make it; `fields` override (config, driver_url, ...)."""
+    source = SourceRef(type="text", uri="file:///tmp/note.txt", id="note", checksum="0" * 64)
+    values: dict[str, Any] = {
+        "id": script_id, "text": text, "source": source, "document_title": "Note", "section_title": None,
+        "section_index": 0, "chunk_index": 0, "chunk_count": 1, "presenter": SOURCE_URL, "voice": Voice(),
+    } | fields  # fmt: skip
+    return TalkScript(**values)
 
 
 # -- a small real Talks server -----------------------------------------------------------------------------
@@ -39,13 +54,21 @@ BODY = {"source_url": "https://example.invalid/face.png", "script": {"type": "te
 @dataclass
 class FakeTalks:
     """Just enough of the Talks API: renders take `latency` seconds; a talk named "slow" answers its
-    create `slow_create` seconds after it was stored (a timeout the client cannot tell from a loss)."""
+    create `slow_create` seconds after it was stored (a timeout the client cannot tell from a loss), one
+    named "no-result" ends done without a result_url, an image named "no-url.png" uploads without a url.
+    `bodies` holds every POST /talks body; `stuck_token` makes GET /talks hand out the same token forever;
+    the next `busy` creates are refused 429 with `Retry-After: <retry_after>`."""
 
     latency: float = 0.2
     slow_create: float = 0.5
     page_size: int = 2
     result_base: str = ""
+    stuck_token: str | None = None
+    busy: int = 0
+    retry_after: str = "1.5"
+    post_times: list[float] = field(default_factory=list)  # monotonic arrival of each POST /talks
     talks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Authorization
     ids: Iterator[int] = field(default_factory=itertools.count)
 
@@ -56,7 +79,7 @@ class FakeTalks:
         age = time.monotonic() - talk["_born"]
         status = "done" if age >= self.latency else "started" if age >= self.latency / 2 else "created"
         shown = {k: v for k, v in talk.items() if not k.startswith("_")} | {"status": status}
-        if status == "done":
+        if status == "done" and talk["name"] != "no-result":
             shown["result_url"] = f"{self.result_base}/results/{talk['id']}.mp4?sig=presigned"
         return shown
 
@@ -84,8 +107,14 @@ def fake_app(state: FakeTalks) -> FastAPI:
 
     @app.post("/talks", status_code=201)
     async def create_talk(request: Request) -> JSONResponse:
+        state.post_times.append(time.monotonic())
+        if state.busy > 0:
+            state.busy -= 1
+            return JSONResponse({"kind": "TooManyRequestsError", "description": "queue full"}, 429,
+                                headers={"Retry-After": state.retry_after})
         body = await request.json()
-        if "source_url" not in body:
+        state.bodies.append(body)
+        if not body.get("source_url"):
             return _error(400, "ValidationError", "source_url is required", {"field": "source_url"})
         talk_id = f"tlk_{next(state.ids):04d}"
         now = datetime.now(timezone.utc).isoformat()
@@ -99,6 +128,8 @@ def fake_app(state: FakeTalks) -> FastAPI:
 
     @app.get("/talks")
     async def list_talks(token: str | None = None) -> dict[str, Any]:
+        if state.stuck_token:
+            return {"talks": [], "token": state.stuck_token}
         newest_first = list(reversed(state.talks.values()))
         start = int(token or 0)
         page = [state.view(t) for t in newest_first[start : start + state.page_size]]
@@ -118,6 +149,8 @@ def fake_app(state: FakeTalks) -> FastAPI:
     @app.post("/images", status_code=201)
     async def upload_image(image: UploadFile = File(...)) -> dict[str, str]:
         data = await image.read()
+        if image.filename == "no-url.png":
+            return {"id": f"img_{len(data)}"}
         return {"id": f"img_{len(data)}", "url": f"upload://images/{image.filename}/{len(data)}"}
 
     @app.get("/results/{name}")
@@ -157,30 +190,33 @@ def fake() -> Iterator[tuple[FakeTalks, str]]:
         yield state, api
 
 
-def _client(base: str, **kwargs: Any) -> TalksClient:
+def _client(base: str, **kwargs: Any) -> TalkmillTalks:
     options: dict[str, Any] = {"key": KEY, "timeout": 5.0, "backoff_base": 0.01} | kwargs
-    return TalksClient(base, **options)
+    return TalkmillTalks(base, **options)
 
 
 # -- against the real server -------------------------------------------------------------------------------
 
 
-def test_upload_create_wait_stream_delete(fake: tuple[FakeTalks, str]) -> None:
+def test_upload_create_wait_stream_delete(fake: tuple[FakeTalks, str], tmp_path: Path) -> None:
     state, api = fake
+    portrait = tmp_path / "face.png"
+    portrait.write_bytes(b"\x89PNG fake portrait")
 
-    async def scenario() -> tuple[str, dict[str, Any], bytes]:
+    async def scenario() -> tuple[str, TalkResult, bytes]:
         async with _client(api) as talks:
-            source = await talks.upload_image(b"\x89PNG fake portrait", "face.png")
-            talk_id = await talks.create_talk({**BODY, "source_url": source}, "script-happy")
-            talk = await talks.wait_for_talk(talk_id, poll_interval=0.02, timeout=5)
-            video = b"".join([chunk async for chunk in talks.stream_result(talk["result_url"])])
-            await talks.delete_talk(talk_id)
+            source = await talks.upload_image(portrait)
+            ref = await talks.create(script_for("script-happy"), source, None)
+            result = await talks.wait(ref.id, poll_interval=0.02, timeout=5)
+            video = b"".join([chunk async for chunk in talks.stream_result(result)])
+            await talks.delete(ref.id)
             with pytest.raises(TalksNotFound):
-                await talks.get_talk(talk_id)
-            return talk_id, talk, video
+                await talks.check(ref.id)
+            return ref.id, result, video
 
-    talk_id, talk, video = asyncio.run(scenario())
-    assert talk["status"] == "done" and talk["user_data"] == "script-happy" and talk["id"] == talk_id
+    talk_id, result, video = asyncio.run(scenario())
+    assert result.status == "done" and result.id == talk_id and result.raw["user_data"] == "script-happy"
+    assert state.bodies[-1]["source_url"] == f"upload://images/face.png/{portrait.stat().st_size}"
     assert video == RESULT
     api_auth = {auth for method, path, auth in state.seen if not path.startswith("/results/")}
     result_auth = [auth for method, path, auth in state.seen if path.startswith("/results/")]
@@ -188,20 +224,35 @@ def test_upload_create_wait_stream_delete(fake: tuple[FakeTalks, str]) -> None:
     assert result_auth == [None]  # the key never goes to the result URL's host
 
 
-def test_lookup_by_user_data_follows_pages_and_is_bounded(fake: tuple[FakeTalks, str]) -> None:
+def test_lookup_by_script_id_follows_pages_and_is_bounded(fake: tuple[FakeTalks, str]) -> None:
     state, api = fake
 
     async def scenario() -> tuple[Any, ...]:
         async with _client(api) as talks:
-            ids = [await talks.create_talk(BODY, f"paged-{n}") for n in range(5)]
-            oldest = await talks.find_talk_by_user_data("paged-0")
-            bounded = await talks.find_talk_by_user_data("paged-0", max_pages=2)
-            missing = await talks.find_talk_by_user_data("never-created")
-            return ids, oldest, bounded, missing
+            refs = [await talks.create(script_for(f"paged-{n}"), SOURCE_URL, None) for n in range(5)]
+            oldest = await talks.find_by_script("paged-0")
+            bounded = await talks.find_by_script("paged-0", max_pages=2)
+            missing = await talks.find_by_script("never-created")
+            return refs, oldest, bounded, missing
 
-    ids, oldest, bounded, missing = asyncio.run(scenario())
-    assert oldest["id"] == ids[0]  # on the third page of two
+    refs, oldest, bounded, missing = asyncio.run(scenario())
+    assert oldest.id == refs[0].id  # on the third page of two
     assert bounded is None and missing is None
+
+
+def test_the_existing_index_is_one_listing_for_the_batch(fake: tuple[FakeTalks, str]) -> None:
+    state, api = fake
+
+    async def scenario() -> tuple[dict[str, str], list[str], int]:
+        async with _client(api, index_pages=5) as talks:
+            ids = [(await talks.create(script_for(f"batch-{n}"), SOURCE_URL, None)).id for n in range(3)]
+            before = len(state.seen)
+            found = await talks.find_existing({"batch-0", "batch-2", "batch-never"})
+            return {script_id: ref.id for script_id, ref in found.items()}, ids, len(state.seen) - before
+
+    found, ids, calls = asyncio.run(scenario())
+    assert found == {"batch-0": ids[0], "batch-2": ids[2]}
+    assert calls <= 5  # bounded in pages, whatever the server holds
 
 
 def test_a_validation_error_is_raised_at_once_with_its_fields(fake: tuple[FakeTalks, str]) -> None:
@@ -210,7 +261,7 @@ def test_a_validation_error_is_raised_at_once_with_its_fields(fake: tuple[FakeTa
 
     async def scenario() -> None:
         async with _client(api, sleep=_recorder(sleeps)) as talks:
-            await talks.create_talk({"script": BODY["script"]}, "script-invalid")
+            await talks.create(script_for("script-invalid"), "", None)
 
     with pytest.raises(TalksHTTPError) as caught:
         asyncio.run(scenario())
@@ -225,7 +276,7 @@ def test_a_bad_key_is_refused_at_once(fake: tuple[FakeTalks, str]) -> None:
 
     async def scenario() -> None:
         async with _client(api, key="someone:else") as talks:
-            await talks.get_talk("tlk_0000")
+            await talks.check("tlk_0000")
 
     with pytest.raises(TalksHTTPError) as caught:
         asyncio.run(scenario())
@@ -238,7 +289,7 @@ def test_a_create_that_timed_out_is_found_not_posted_again(fake: tuple[FakeTalks
 
     async def scenario() -> str:
         async with _client(api, timeout=0.2) as talks:
-            return await talks.create_talk({**BODY, "name": "slow"}, "script-slow")
+            return (await talks.create(script_for("script-slow", output_name="slow"), SOURCE_URL, None)).id
 
     talk_id = asyncio.run(scenario())
     assert state.creates("script-slow") == 1
@@ -250,9 +301,9 @@ def test_bearer_keys(fake: tuple[FakeTalks, str]) -> None:
 
     async def scenario() -> None:
         async with _client(api, key="tok-123", auth_scheme="Bearer") as talks:
-            await talks.list_talks()
+            await talks.find_existing({"anything"})
         async with _client(api, key="Bearer tok-123") as talks:  # a full header value passes as is
-            await talks.list_talks()
+            await talks.find_existing({"anything"})
 
     asyncio.run(scenario())
 
@@ -292,12 +343,12 @@ def _recorder(sleeps: list[float]) -> Callable[[float], Any]:
     return sleep
 
 
-def _mocked(script: Script, sleeps: list[float], **kwargs: Any) -> TalksClient:
+def _mocked(script: Script, sleeps: list[float], **kwargs: Any) -> DidTalks:
     options: dict[str, Any] = {
         "key": KEY, "transport": httpx.MockTransport(script), "sleep": _recorder(sleeps),
         "jitter": lambda: 0.0, "backoff_base": 1.0, "max_retries": 4,
     } | kwargs  # fmt: skip
-    return TalksClient("http://talks.test", **options)
+    return DidTalks("http://talks.test", **options)
 
 
 def _created(talk_id: str = "tlk_new") -> httpx.Response:
@@ -312,9 +363,13 @@ def _busy(retry_after: str) -> httpx.Response:
 def _run_create(script: Script, sleeps: list[float], **kwargs: Any) -> str:
     async def scenario() -> str:
         async with _mocked(script, sleeps, **kwargs) as talks:
-            return await talks.create_talk(BODY, "script-1")
+            return (await talks.create(script_for("script-1"), SOURCE_URL, None)).id
 
     return asyncio.run(scenario())
+
+
+def _listed(talk_id: str, script_id: str, created_at: str) -> dict[str, Any]:
+    return {"id": talk_id, "status": "started", "user_data": script_id, "created_at": created_at}
 
 
 def test_429_waits_for_retry_after_then_succeeds() -> None:
@@ -348,16 +403,16 @@ def test_a_timed_out_create_with_nothing_found_is_posted_once_more() -> None:
 
 
 def test_a_reset_after_sending_is_resolved_by_the_lookup() -> None:
-    found = {"id": "tlk_found", "user_data": "script-1", "created_at": datetime.now(timezone.utc).isoformat()}
-    other = {"id": "tlk_other", "user_data": "script-2", "created_at": found["created_at"]}
-    script, sleeps = Script([httpx.RemoteProtocolError("peer closed")], talks_list=[other, found]), []
+    now = datetime.now(timezone.utc).isoformat()
+    listed = [_listed("tlk_other", "script-2", now), _listed("tlk_found", "script-1", now)]
+    script, sleeps = Script([httpx.RemoteProtocolError("peer closed")], talks_list=listed), []
     assert _run_create(script, sleeps) == "tlk_found"
     assert script.requests == ["POST /talks", "GET /talks"]  # never a second POST
 
 
 def test_an_earlier_runs_talk_for_the_same_script_is_not_taken_for_this_create() -> None:
     yesterday = datetime.fromtimestamp(time.time() - 86400, timezone.utc).isoformat()
-    stale = {"id": "tlk_yesterday", "user_data": "script-1", "status": "error", "created_at": yesterday}
+    stale = _listed("tlk_yesterday", "script-1", yesterday) | {"status": "error"}
     script, sleeps = Script([httpx.ReadTimeout("no answer"), _created()], talks_list=[stale]), []
     assert _run_create(script, sleeps) == "tlk_new"
     assert script.requests == ["POST /talks", "GET /talks", "POST /talks"]
@@ -381,7 +436,7 @@ def test_an_uncertain_create_whose_lookup_fails_is_not_guessed() -> None:
     async def scenario() -> str:
         lookup_fails = httpx.MockTransport(lookup_down)
         async with _mocked(script, sleeps, transport=lookup_fails, max_retries=1) as talks:
-            return await talks.create_talk(BODY, "script-1")
+            return (await talks.create(script_for("script-1"), SOURCE_URL, None)).id
 
     with pytest.raises(TalksConnectionError) as caught:
         asyncio.run(scenario())
@@ -389,7 +444,8 @@ def test_an_uncertain_create_whose_lookup_fails_is_not_guessed() -> None:
 
 
 def _status(status: str) -> httpx.Response:
-    return httpx.Response(200, json={"id": "tlk_1", "status": status})
+    done = {"result_url": "https://results.test/tlk_1.mp4"} if status == "done" else {}
+    return httpx.Response(200, json={"id": "tlk_1", "status": status} | done)
 
 
 def test_polling_backs_off_to_the_max_interval() -> None:
@@ -400,31 +456,33 @@ def test_polling_backs_off_to_the_max_interval() -> None:
         sleeps.append(round(seconds, 6))
         now[0] += seconds
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> TalkResult:
         async with _mocked(script, sleeps, sleep=ticking_sleep, clock=lambda: now[0]) as talks:
-            return await talks.wait_for_talk("tlk_1", poll_interval=1.0, max_interval=4.0, timeout=60)
+            return await talks.wait("tlk_1", poll_interval=1.0, max_interval=4.0, timeout=60)
 
-    assert asyncio.run(scenario())["status"] == "done"
+    assert asyncio.run(scenario()).status == "done"
     assert sleeps == [1.0, 1.5, 2.25, 3.375, 4.0, 4.0]
 
 
 def test_an_error_status_ends_the_wait() -> None:
-    failed = httpx.Response(200, json={"id": "tlk_1", "status": "error", "error": {"kind": "FaceError"}})
+    error = {"kind": "FaceError", "description": "No valid face detected"}
+    failed = httpx.Response(200, json={"id": "tlk_1", "status": "error", "error": error})
     script, sleeps = Script([], gets=[failed]), []
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> TalkResult:
         async with _mocked(script, sleeps) as talks:
-            return await talks.wait_for_talk("tlk_1")
+            return await talks.wait("tlk_1")
 
-    assert asyncio.run(scenario())["error"]["kind"] == "FaceError"
+    result = asyncio.run(scenario())
+    assert (result.status, result.error.kind, result.error.description) == ("error", *error.values())
 
 
 def test_the_overall_timeout_ends_the_wait_quickly() -> None:
     forever = httpx.MockTransport(lambda request: _status("started"))
 
     async def scenario() -> None:
-        async with TalksClient("http://talks.test", KEY, transport=forever) as talks:
-            await talks.wait_for_talk("tlk_1", poll_interval=0.05, timeout=0.3)
+        async with DidTalks("http://talks.test", KEY, transport=forever) as talks:
+            await talks.wait("tlk_1", poll_interval=0.05, timeout=0.3)
 
     started = time.monotonic()
     with pytest.raises(TalksTimeout) as caught:
@@ -439,8 +497,8 @@ def test_the_overall_timeout_holds_when_the_api_hangs() -> None:
         return _status("done")
 
     async def scenario() -> None:
-        async with TalksClient("http://talks.test", KEY, transport=httpx.MockTransport(hanging)) as talks:
-            await talks.wait_for_talk("tlk_1", timeout=0.3)
+        async with DidTalks("http://talks.test", KEY, transport=httpx.MockTransport(hanging)) as talks:
+            await talks.wait("tlk_1", timeout=0.3)
 
     started = time.monotonic()
     with pytest.raises(TalksTimeout):
@@ -452,7 +510,7 @@ def test_a_wake_up_cuts_the_pause_short() -> None:
     finished = threading.Event()
     api = httpx.MockTransport(lambda request: _status("done" if finished.is_set() else "started"))
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> TalkResult:
         wake = asyncio.Event()
 
         async def webhook_arrives() -> None:
@@ -460,23 +518,24 @@ def test_a_wake_up_cuts_the_pause_short() -> None:
             finished.set()
             wake.set()
 
-        async with TalksClient("http://talks.test", KEY, transport=api) as talks:
+        async with DidTalks("http://talks.test", KEY, transport=api) as talks:
             arrival = asyncio.create_task(webhook_arrives())
-            talk = await talks.wait_for_talk("tlk_1", poll_interval=30, timeout=60, wake=wake)
+            result = await talks.wait("tlk_1", poll_interval=30, timeout=60, wake=wake)
             await arrival
-            return talk
+            return result
 
     started = time.monotonic()
-    assert asyncio.run(scenario())["status"] == "done"
+    assert asyncio.run(scenario()).status == "done"
     assert time.monotonic() - started < 2.0
 
 
 def test_a_result_url_that_fails_is_an_http_error() -> None:
     gone = httpx.MockTransport(lambda request: httpx.Response(403, text="<Error>Request has expired</Error>"))
+    expired = TalkResult("tlk_1", "done", "https://bucket.s3.example/v.mp4?X-Amz-Signature=abc")
 
     async def scenario() -> None:
-        async with TalksClient("http://talks.test", KEY, transport=gone) as talks:
-            async for _ in talks.stream_result("https://bucket.s3.example/v.mp4?X-Amz-Signature=abc"):
+        async with DidTalks("http://talks.test", KEY, transport=gone) as talks:
+            async for _ in talks.stream_result(expired):
                 pass
 
     with pytest.raises(TalksHTTPError) as caught:

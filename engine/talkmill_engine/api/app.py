@@ -18,6 +18,7 @@ from talkmill_engine.fetch import FetchPolicy
 from talkmill_engine.jobs.dispatch import WebhookDispatcher
 from talkmill_engine.jobs.stores import open_talk_store
 from talkmill_engine.jobs.workers import WorkerPool, WorkerSpec
+from talkmill_engine.results import open_results
 from talkmill_engine.settings import EngineSettings, prepare
 
 log = logging.getLogger("talkmill_engine")
@@ -48,6 +49,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     app.state.generated = generated
     app.state.keys = settings.key_values()
     app.state.policy = fetch_policy(settings)
+    app.state.results = open_results(settings)
     install_handlers(app)
     for router in (talks.router, media.uploads, media.voices, media.public):
         app.include_router(router)
@@ -64,9 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("re-queued %d talk(s) left started: %s", len(requeued), ", ".join(requeued))
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
     spec = WorkerSpec(
-        settings.db_path, settings.results_dir, settings.base_url, app.state.policy, parent_pid=os.getpid(),
-        database_url=database_url, results_s3_url=settings.results_s3_url,
-        lease_seconds=settings.lease_seconds,
+        settings.db_path, app.state.results, app.state.policy, parent_pid=os.getpid(),
+        database_url=database_url, lease_seconds=settings.lease_seconds,
     )  # fmt: skip
     pool = WorkerPool(settings.workers, spec, store)
     pool.start()

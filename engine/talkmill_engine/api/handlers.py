@@ -1,5 +1,6 @@
 """Every error the API answers has the body {kind, description, details}: engine errors as they are,
-pydantic's as a ValidationError naming the field, what was wrong and what is allowed."""
+pydantic's and the Talks contract's (ContractViolation) as a ValidationError naming the field, what was
+wrong and what is allowed."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from talkmill_engine.errors import (
     TooManyRequestsError,
     UnknownError,
     ValidationError,
+    from_violation,
 )
+from talks_contract.errors import ContractViolation
 
 log = logging.getLogger("talkmill_engine.api")
 
@@ -84,6 +87,10 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(ContractViolation)
+    async def _contract_violation(request: Request, exc: ContractViolation) -> JSONResponse:
+        return error_response(from_violation(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

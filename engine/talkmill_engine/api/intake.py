@@ -1,7 +1,8 @@
 """Checks a new talk needs before it is accepted (driver, voice, URLs), and the document it starts as.
 
 Everything that can be refused without rendering is refused here, at POST time, with a 400 naming the
-field; what can only be found while rendering (an unreadable image, no face) ends the talk with an error.
+field (the contract's refusals, ContractViolation, are answered as such by the API's handler); what can
+only be found while rendering (an unreadable image, no face) ends the talk with an error.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 
 from talkmill_engine.api.schemas import AudioScript, TalkCreate, TextScript
 from talkmill_engine.errors import ValidationError
+from talkmill_engine.fetch import check_url
 from talkmill_engine.jobs.store import utc_now_iso
-
-PLACEHOLDER_LOGO = "ai"  # D-ID echoes its own watermark as logo.url "ai"; clients copy it back
+from talkmill_engine.speech.catalogue import resolve_voice
+from talks_contract.drivers import parse_driver_url
+from talks_contract.formats import PLACEHOLDER_LOGO_URL
 
 
 def new_id(prefix: str) -> str:
@@ -21,9 +24,7 @@ def new_id(prefix: str) -> str:
 
 
 def check_inputs(body: TalkCreate, policy: Any) -> None:
-    """Raises ValidationError for the first unusable driver, voice or URL."""
-    from talkmill_engine.render.drivers import parse_driver_url
-
+    """Raises ValidationError (or ContractViolation) for the first unusable driver, voice or URL."""
     if body.driver_url is not None:
         parse_driver_url(body.driver_url)
     if isinstance(body.script, TextScript):
@@ -32,7 +33,7 @@ def check_inputs(body: TalkCreate, policy: Any) -> None:
     if isinstance(body.script, AudioScript):
         urls.append(("script.audio_url", body.script.audio_url))
     logo = body.config.logo
-    if logo is not None and logo.url != PLACEHOLDER_LOGO:
+    if logo is not None and logo.url != PLACEHOLDER_LOGO_URL:
         urls.append(("config.logo.url", logo.url))
     for field, url in urls:
         if url is not None:
@@ -45,16 +46,12 @@ def check_inputs(body: TalkCreate, policy: Any) -> None:
 
 
 def resolve_provider(script: TextScript) -> Any:
-    """The local voice serving a script's provider (raises ValidationError for an unknown voice)."""
-    from talkmill_engine.render.voices import resolve_voice
-
+    """The local voice serving a script's provider (refuses a provider no local voice serves)."""
     provider = script.provider.model_dump(exclude_none=True) if script.provider else None
     return resolve_voice(provider)
 
 
 def check_one_url(url: str, field: str, policy: Any) -> None:
-    from talkmill_engine.fetch import check_url
-
     if field == "webhook" and not url.startswith(("http://", "https://")):
         details = {"field": field, "allowed": "http(s) URLs"}
         raise ValidationError(f"webhook: {url!r} is not an http(s) URL.", details)

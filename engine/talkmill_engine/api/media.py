@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
@@ -14,16 +13,18 @@ from starlette.concurrency import run_in_threadpool
 from talkmill_engine.api.auth import require_key
 from talkmill_engine.api.intake import new_id
 from talkmill_engine.api.schemas import ErrorBody, Upload
-from talkmill_engine.errors import InvalidFileSizeError, NotFoundError, UnknownError, UnsupportedMimeTypeError
-from talkmill_engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
+from talkmill_engine.errors import InvalidFileSizeError, NotFoundError, UnsupportedMimeTypeError
+from talkmill_engine.speech.catalogue import list_voices as local_voices
+from talks_contract.formats import AUDIO_FORMATS, RESULT_CONTENT_TYPES
+from talks_contract.limits import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
 
 _CHUNK = 1024 * 1024
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 # PyAV container names → the extension a file keeps.
 AUDIO_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "flac": "flac", "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
-RESULT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "gif": "image/gif", "wav": "audio/wav"}
+RESULT_TYPES = {**RESULT_CONTENT_TYPES, "wav": "audio/wav"}  # a talk's video, and its audio
 _TALK_ID = re.compile(r"^tlk_[A-Za-z0-9_-]{8,64}$")
-_RESULT_FILE = re.compile(r"^[A-Za-z0-9_-]{16,64}\.(mp4|mov|gif|wav)$")
+_RESULT_FILE = re.compile(rf"^[A-Za-z0-9_-]{{16,64}}\.({'|'.join(RESULT_TYPES)})$")
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 415)}
 uploads = APIRouter(tags=["uploads"], dependencies=[Depends(require_key)], responses=ERRORS)
@@ -75,7 +76,7 @@ def audio_extension(data: bytes) -> str:
     """The extension of an mp3/wav/flac/m4a/mp4 file that holds an audio stream, probed with PyAV."""
     import av
 
-    allowed = {"allowed": ["mp3", "wav", "m4a", "flac", "mp4"]}
+    allowed = {"allowed": list(AUDIO_FORMATS)}
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             name = container.format.name
@@ -87,41 +88,23 @@ def audio_extension(data: bytes) -> str:
     return AUDIO_EXTENSIONS[name]
 
 
-async def save_upload(request: Request, kind: str, upload_id: str, extension: str, data: bytes) -> JSONResponse:
-    """Kept in the data dir (url upload://…), or, when results go to S3, beside them (url s3://…, as D-ID's
-    uploads are): then every replica can fetch what any one of them was given."""
-    settings = request.app.state.settings
-    name = f"{upload_id}.{extension}"
-    if settings.results_s3_url:
-        url = await run_in_threadpool(_upload_to_s3, settings, f"uploads/{kind}/{name}", data)
-    else:
-        folder: Path = settings.uploads_dir / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-        url = f"upload://{kind}/{name}"
+async def save_upload(
+    request: Request, kind: str, upload_id: str, extension: str, data: bytes
+) -> JSONResponse:
+    """Kept where results are kept (see talkmill_engine.results): with results in S3, every replica can
+    fetch what any one of them was given."""
+    results = request.app.state.results
+    url = await run_in_threadpool(results.store_upload, kind, f"{upload_id}.{extension}", data)
     return JSONResponse({"id": upload_id, "url": url}, status_code=201)
-
-
-def _upload_to_s3(settings: Any, key: str, data: bytes) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from talkmill_engine.results_s3 import location
-    from talks_contract.s3 import s3_client
-
-    bucket, key = location(settings.results_s3_url, key)
-    try:
-        s3_client(settings.s3_endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
-    except (BotoCoreError, ClientError) as e:
-        raise UnknownError(f"Could not store the upload in s3://{bucket}/{key}.", str(e)) from e
-    return f"s3://{bucket}/{key}"
 
 
 @public.get("/results/{talk_id}/{filename}", include_in_schema=False)
 def read_result(talk_id: str, filename: str, request: Request) -> FileResponse:
     """A result or its audio. No auth: the random file name is the credential, like a presigned URL."""
     match = _RESULT_FILE.match(filename)
-    path = request.app.state.settings.results_dir / talk_id / filename
-    if not _TALK_ID.match(talk_id) or not match or not path.is_file():
+    named_well = bool(_TALK_ID.match(talk_id) and match)  # never a path outside the results
+    path = request.app.state.results.local_file(talk_id, filename) if named_well else None
+    if path is None:
         raise NotFoundError("No such result.")
     return FileResponse(path, media_type=RESULT_TYPES[match[1]])
 
@@ -134,10 +117,4 @@ def health(request: Request) -> dict[str, Any]:
 
 @voices.get("/tts/voices")
 def list_voices() -> JSONResponse:
-    from talkmill_engine.render.voices import list_voices as local_voices
-
-    return JSONResponse([_plain_voice(voice) for voice in local_voices()])
-
-
-def _plain_voice(voice: Any) -> Any:
-    return voice.to_dict() if hasattr(voice, "to_dict") else voice
+    return JSONResponse([voice.to_dict() for voice in local_voices()])

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Expression = Literal["neutral", "happy", "serious", "surprise"]
-ResultFormat = Literal["mp4", "mov", "gif"]
-MAX_TEXT = 40_000
+from talks_contract.formats import DEFAULT_RESULT_FORMAT, EXPRESSIONS, RESULT_FORMATS
+from talks_contract.limits import TEXT_MAX_CHARS, TEXT_MIN_CHARS, USER_DATA_MAX_CHARS
+
+Expression = Literal[EXPRESSIONS]  # type: ignore[valid-type]  # the contract's tuple, unpacked by Literal
+ResultFormat = Literal[RESULT_FORMATS]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
@@ -19,18 +21,18 @@ class Strict(BaseModel):
 
 
 class Provider(Strict):
-    """One shape for every provider D-ID names; `voices.resolve_voice` decides what is valid."""
+    """One shape for every provider D-ID names; talks_contract.voices decides what is valid."""
 
     type: str
     voice_id: str | None = None
-    voice_config: dict[str, Any] | None = None  # style/rate/pitch (elevenlabs: its own), checked by voices
+    voice_config: dict[str, Any] | None = None  # style/rate/pitch (elevenlabs: its own): the contract checks
     language: str | None = None
     model_id: str | None = None
 
 
 class TextScript(Strict):
     type: Literal["text"]
-    input: str = Field(min_length=3, max_length=MAX_TEXT)
+    input: str = Field(min_length=TEXT_MIN_CHARS, max_length=TEXT_MAX_CHARS)
     ssml: bool = False
     subtitles: bool = False
     provider: Provider | None = None
@@ -66,7 +68,7 @@ class TalkConfig(Strict):
     """Defaults are what GET echoes when the caller set nothing."""
 
     stitch: bool = False
-    result_format: ResultFormat = "mp4"
+    result_format: ResultFormat = DEFAULT_RESULT_FORMAT
     fluent: bool = False
     pad_audio: float = Field(0, ge=0, le=60)
     align_driver: bool = True
@@ -95,7 +97,7 @@ class TalkCreate(Strict):
     script: Script
     config: TalkConfig = Field(default_factory=TalkConfig)
     webhook: str | None = None
-    user_data: str | None = Field(None, min_length=1, max_length=1000)
+    user_data: str | None = Field(None, min_length=1, max_length=USER_DATA_MAX_CHARS)
     name: str | None = Field(None, max_length=1000)
     result_url: str | None = None
     persist: bool = False

@@ -3,7 +3,6 @@ store gives each thread its own SQLite connection."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -68,9 +67,5 @@ def delete_talk(talk_id: str, request: Request) -> JSONResponse:
     """Deletes a finished talk and its files; 409 NotReadyError while it is created or started."""
     state = request.app.state
     record = state.store.delete(talk_id)
-    shutil.rmtree(state.settings.results_dir / talk_id, ignore_errors=True)
-    if state.settings.results_s3_url:
-        from talkmill_engine.results_s3 import delete_talk_files
-
-        delete_talk_files(state.settings.results_s3_url, state.settings.s3_endpoint_url, talk_id)
+    state.results.delete_talk(talk_id)
     return JSONResponse(record.doc)

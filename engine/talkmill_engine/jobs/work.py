@@ -6,9 +6,7 @@ Runs in worker processes only; the render modules are imported here, never by th
 from __future__ import annotations
 
 import io
-import mimetypes
 import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,47 +14,41 @@ from typing import Any
 
 import numpy as np
 
-from talkmill_engine.errors import AudioError, LogoError, SourceError, UnknownError
-from talkmill_engine.fetch import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES, FetchPolicy, fetch_bytes
+from talkmill_engine.errors import AudioError, LogoError, SourceError
+from talkmill_engine.fetch import FetchPolicy, fetch_bytes
 from talkmill_engine.jobs.store import TalkRecord
-from talkmill_engine.results_s3 import location
-from talks_contract.s3 import s3_client
+from talkmill_engine.results import Results
+from talks_contract.formats import DEFAULT_RESULT_FORMAT, PLACEHOLDER_LOGO_URL
+from talks_contract.limits import MAX_AUDIO_BYTES, MAX_AUDIO_SECONDS, MAX_IMAGE_BYTES
 
-MAX_AUDIO_SECONDS = 600  # D-ID's limit for talks
 MAX_LOGO_PIXELS = 4096 * 4096
-PLACEHOLDER_LOGO = "ai"
-RESULT_URL_SECONDS = 24 * 3600  # presigned result URLs (results in S3) stay valid this long, as D-ID's
 
 
 @dataclass
 class WorkContext:
     """What every talk of a worker shares: the loaded models, where files go, how to fetch."""
 
-    results_dir: Path
-    base_url: str  # results are served at {base_url}/results/<talk id>/<file>
+    results: Results
     policy: FetchPolicy
     renderer: Any  # talkmill_engine.render.talk.Renderer
-    synthesizer: Any  # talkmill_engine.render.tts.Synthesizer
-    results_s3_url: str | None = None  # s3://bucket/prefix: results go there, any replica can serve them
+    synthesizer: Any  # talkmill_engine.speech.synthesizer.Synthesizer
 
 
-def load_context(
-    results_dir: Path, base_url: str, policy: FetchPolicy, results_s3_url: str | None = None
-) -> WorkContext:
+def load_context(results: Results, policy: FetchPolicy) -> WorkContext:
     """Loads the models (slow, once per worker process)."""
     from talkmill_engine.render.talk import Renderer
-    from talkmill_engine.render.tts import Synthesizer
+    from talkmill_engine.speech.synthesizer import Synthesizer
 
     synthesizer = Synthesizer()
     synthesizer.warm()
-    return WorkContext(results_dir, base_url, policy, Renderer(), synthesizer, results_s3_url)
+    return WorkContext(results, policy, Renderer(), synthesizer)
 
 
 def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     """Renders a talk; the fields it gains at `done`. Raises EngineError subclasses for bad inputs."""
-    from talkmill_engine.render.audio import write_wav
     from talkmill_engine.render.drivers import choose_driver
     from talkmill_engine.render.image import load_image
+    from talkmill_engine.speech.audio import write_wav
 
     started = time.monotonic()
     doc = talk.doc
@@ -70,17 +62,16 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     if config.get("pad_audio"):
         speech = speech.padded(config["pad_audio"])
     logo = load_logo(config.get("logo"), ctx.policy)
-    folder = ctx.results_dir / talk.id
-    folder.mkdir(parents=True, exist_ok=True)
-    video_path = folder / f"{secrets.token_urlsafe(24)}.{config.get('result_format', 'mp4')}"
+    folder = ctx.results.folder(talk.id)
+    video_path = folder / f"{secrets.token_urlsafe(24)}.{config.get('result_format', DEFAULT_RESULT_FORMAT)}"
     result = ctx.renderer.render(image, speech, config, driver, video_path, logo)
     elapsed = time.monotonic() - started  # claim to finished file: what processing_fps measures
     audio_path = folder / f"{secrets.token_urlsafe(24)}.wav"
     write_wav(speech, audio_path)
     destination = talk.job.get("result_destination")
     if destination:
-        destination = upload_result(Path(result.path), destination, talk.id, ctx.policy)
-    result_url, audio_url = publish([Path(result.path), audio_path], talk.id, ctx)
+        destination = ctx.results.copy_to(destination, Path(result.path), talk.id)
+    result_url, audio_url = ctx.results.publish(talk.id, [Path(result.path), audio_path])
     return {
         "result_url": destination or result_url,
         "audio_url": audio_url,
@@ -102,17 +93,15 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
 def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:
     """The talk's Speech: synthesized from text with the resolved voice, or decoded from audio."""
     if script["type"] == "text":
-        from talkmill_engine.render.tts import plain_text
-        from talkmill_engine.render.voices import resolve_voice
+        from talkmill_engine.speech.catalogue import local_voice
+        from talkmill_engine.speech.text import plain_text
+        from talks_contract.voices import parse_voice_request
 
-        provider = script.get("provider")
-        voice = resolve_voice(provider)
-        voice_config = (provider or {}).get("voice_config")
+        request = parse_voice_request(script.get("provider"))
+        voice = local_voice(request)
         text = plain_text(script["input"], script.get("ssml", False))
-        speech = ctx.synthesizer.synthesize(text, voice, voice_config)
-        speech.voice_id = speech.voice_id or voice.id
-        return speech
-    from talkmill_engine.render.audio import decode_audio
+        return ctx.synthesizer.synthesize(text, voice, request.prosody)
+    from talkmill_engine.speech.audio import decode_audio
 
     limits = {"max_bytes": MAX_AUDIO_BYTES, "policy": ctx.policy, "error": AudioError}
     data = fetch_bytes(script["audio_url"], field="script.audio_url", **limits)
@@ -121,7 +110,7 @@ def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:
 
 def load_logo(logo: dict[str, Any] | None, policy: FetchPolicy) -> np.ndarray | None:
     """The logo as RGBA uint8, or None; LogoError when it cannot be fetched or read."""
-    if not logo or logo.get("url") in (None, PLACEHOLDER_LOGO):
+    if not logo or logo.get("url") in (None, PLACEHOLDER_LOGO_URL):
         return None
     from PIL import Image
 
@@ -137,43 +126,3 @@ def load_logo(logo: dict[str, Any] | None, policy: FetchPolicy) -> np.ndarray | 
         raise
     except Exception as e:  # Pillow raises many types for data that is not an image
         raise LogoError("The logo is not a readable image.", {"field": field}) from e
-
-
-def publish(paths: list[Path], talk_id: str, ctx: WorkContext) -> list[str]:
-    """The URLs of a talk's files: this engine's /results route, or, with results in S3, presigned GET
-    URLs (any replica's talks readable without credentials) and the local copies removed."""
-    if not ctx.results_s3_url:
-        return [f"{ctx.base_url}/results/{talk_id}/{path.name}" for path in paths]
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    client, urls = _s3_client(ctx.policy), []
-    for path in paths:
-        bucket, key = location(ctx.results_s3_url, talk_id, path.name)
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        try:
-            client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
-        except (BotoCoreError, ClientError) as e:
-            raise UnknownError(f"Could not store the result in s3://{bucket}/{key}.", str(e)) from e
-        params = {"Bucket": bucket, "Key": key}
-        urls.append(client.generate_presigned_url("get_object", Params=params, ExpiresIn=RESULT_URL_SECONDS))
-    shutil.rmtree(paths[0].parent, ignore_errors=True)
-    return urls
-
-
-def _s3_client(policy: FetchPolicy) -> Any:
-    return s3_client(policy.s3_endpoint_url, signature_version="s3v4")  # v4: presigned URLs that work everywhere
-
-
-def upload_result(path: Path, destination: str, talk_id: str, policy: FetchPolicy) -> str:
-    """Copies the result to s3://bucket/key (or s3://bucket/prefix/<talk id>.<ext>); its s3:// URL."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, _, key = destination.removeprefix("s3://").partition("/")
-    if not key or key.endswith("/"):
-        key = f"{key}{talk_id}{path.suffix}"
-    try:
-        client = _s3_client(policy)
-        client.upload_file(str(path), bucket, key)
-    except (BotoCoreError, ClientError) as e:
-        raise UnknownError(f"Could not write the result to s3://{bucket}/{key}.", str(e)) from e
-    return f"s3://{bucket}/{key}"

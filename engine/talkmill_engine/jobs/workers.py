@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from talkmill_engine.errors import EngineError, UnknownError
+from talkmill_engine.errors import EngineError, UnknownError, from_violation
 from talkmill_engine.fetch import FetchPolicy
 from talkmill_engine.jobs.store import LEASE_SECONDS, TalkRecord, TalkStore
 from talkmill_engine.jobs.stores import open_store
+from talkmill_engine.results import Results
+from talks_contract.errors import ContractViolation
 
 log = logging.getLogger("talkmill_engine.workers")
 
@@ -39,12 +41,10 @@ class WorkerSpec:
     """What a worker process needs, picklable: no API keys, no open handles."""
 
     db_path: Path
-    results_dir: Path
-    base_url: str
+    results: Results  # where results go: the data dir, or S3 (talkmill_engine.results)
     policy: FetchPolicy
     parent_pid: int
     database_url: str | None = None  # PostgreSQL (replicas); None: SQLite at db_path
-    results_s3_url: str | None = None  # s3://bucket/prefix; None: results stay in results_dir
     lease_seconds: float = LEASE_SECONDS
 
 
@@ -57,7 +57,7 @@ def worker_main(worker_id: str, spec: WorkerSpec, stop) -> None:  # noqa: ANN001
 
     store = open_store(spec.database_url, spec.db_path)
     started = time.monotonic()
-    ctx = load_context(spec.results_dir, spec.base_url, spec.policy, spec.results_s3_url)
+    ctx = load_context(spec.results, spec.policy)
     log.info("models loaded in %.1f s", time.monotonic() - started)
     while not stop.value and os.getppid() == spec.parent_pid:  # orphaned: the server is gone
         record = store.claim_next(worker_id, spec.lease_seconds)
@@ -98,9 +98,10 @@ def run_one(store: TalkStore, record: TalkRecord, ctx, worker_id: str) -> None: 
     started = time.monotonic()
     try:
         fields = process_talk(record, ctx)
-    except EngineError as e:
-        log.info("talk %s: %s: %s", record.id, e.kind, e.description)
-        store.finish_error(record.id, e.to_body(), worker_id=worker_id)
+    except (EngineError, ContractViolation) as e:
+        error = from_violation(e) if isinstance(e, ContractViolation) else e
+        log.info("talk %s: %s: %s", record.id, error.kind, error.description)
+        store.finish_error(record.id, error.to_body(), worker_id=worker_id)
     except Exception as e:  # a bug must end one talk, not the worker
         log.error("talk %s crashed:\n%s", record.id, traceback.format_exc())
         error = UnknownError(f"Rendering failed: {type(e).__name__}: {str(e)[:200]}")

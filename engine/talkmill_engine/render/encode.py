@@ -13,8 +13,8 @@ import av
 import cv2
 import numpy as np
 
-FORMATS = {"mp4": "mp4", "mov": "mov", "gif": "gif"}
-CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "gif": "image/gif"}
+from talks_contract.formats import RESULT_FORMATS
+
 AAC_FRAME = 1024
 
 
@@ -22,9 +22,11 @@ class VideoWriter:
     """Frames in (RGB uint8, even sides), a finished file out. Use as a context manager."""
 
     def __init__(self, path: Path, fmt: str, size: tuple[int, int], fps: int, audio: np.ndarray, sample_rate: int):
+        if fmt not in RESULT_FORMATS:
+            raise ValueError(f"unknown result format {fmt!r}; allowed: {', '.join(RESULT_FORMATS)}")
         self.fmt = fmt
         self.fps = fps
-        self._container = av.open(str(path), mode="w", format=FORMATS[fmt])
+        self._container = av.open(str(path), mode="w", format=fmt)  # FFmpeg's muxers share the formats' names
         self._video = self._add_video(size, fps)
         self._audio = None if fmt == "gif" else self._add_audio(sample_rate)
         self._samples = np.clip(audio, -1, 1).astype(np.float32)

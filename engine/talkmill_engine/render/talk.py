@@ -16,9 +16,10 @@ from talkmill_engine.render.face import FaceFinder, FaceFit
 from talkmill_engine.render.motion import blink_track, expression_tracks, head_tracks
 from talkmill_engine.render.mouth import MouthInterior
 from talkmill_engine.render.rig import Rig
-from talkmill_engine.render.speech import Speech
 from talkmill_engine.render.visemes import frame_count, loudness, tracks_from_audio, tracks_from_phones
 from talkmill_engine.render.warp import MeshWarp
+from talkmill_engine.speech.timing import Speech
+from talks_contract.formats import DEFAULT_RESULT_FORMAT
 
 FPS = 25
 
@@ -105,7 +106,7 @@ def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: 
 
 
 def _result_format(config: dict[str, Any]) -> str:
-    return str(config.get("result_format", "mp4")).lstrip(".").lower()
+    return str(config.get("result_format", DEFAULT_RESULT_FORMAT)).lstrip(".").lower()
 
 
 def _face_object(fit: FaceFit) -> dict[str, Any]:

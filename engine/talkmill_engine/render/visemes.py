@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkmill_engine.render.speech import Phone, Speech
+from talkmill_engine.speech.timing import Phone, Speech
 
 LEAD_SECONDS = 0.03
 # (jaw, width, press) per IPA symbol; unknown symbols fall back by class.

@@ -1,6 +1,6 @@
 """libespeak-ng through ctypes: the list of installed voices, and synthesis with IPA phoneme timings.
 
-All ctypes code of the engine lives here. The library is one global state per process (one current voice,
+All of espeak-ng's ctypes code lives here. The library is one global state per process (one current voice,
 one callback, one set of parameters), so every call holds `_LOCK`. Timings come from the library's
 phoneme events (the command line cannot give them): each event carries its position in the audio.
 """

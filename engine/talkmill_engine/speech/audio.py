@@ -10,14 +10,15 @@ import av
 import numpy as np
 
 from talkmill_engine.errors import AudioError
-from talkmill_engine.render.speech import Speech
+from talkmill_engine.speech.timing import Speech
+from talks_contract.limits import MAX_AUDIO_SECONDS
 
 SAMPLE_RATE = 22050  # the renderer's rate, the same as piper's and espeak's
 ALLOWED = "mp3, wav, m4a, flac, mp4, ogg"
 _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 
 
-def decode_audio(data: bytes, max_seconds: float = 600.0) -> Speech:
+def decode_audio(data: bytes, max_seconds: float = MAX_AUDIO_SECONDS) -> Speech:
     """Mono float32 speech at SAMPLE_RATE from an audio (or video) file's bytes; no phones.
 
     Raises AudioError for bytes that are not audio, a file without an audio stream, empty audio, and audio

@@ -1,0 +1,29 @@
+"""Text → Speech with any catalogued voice, by the voice's speech engine (see registry)."""
+
+from __future__ import annotations
+
+from talkmill_engine.errors import ValidationError
+from talkmill_engine.speech.base import Voice
+from talkmill_engine.speech.registry import ENGINES, engine_of
+from talkmill_engine.speech.timing import Speech
+from talks_contract.voices import Prosody
+
+
+class Synthesizer:
+    """One per worker; each engine loads its models once per process."""
+
+    def warm(self) -> None:
+        """Load every engine's models (the first synthesis in a process is slow)."""
+        for engine in ENGINES:
+            engine.warm()
+
+    def synthesize(self, text: str, voice: Voice, prosody: Prosody = Prosody()) -> Speech:
+        """Speech of `text` (plain text) with `voice` at `prosody` (the request's voice_config, parsed)."""
+        speech = engine_of(voice).synthesize(text, voice, prosody)
+        if not speech.has_words():
+            raise ValidationError(
+                "The script has nothing to speak (no words, only spaces or punctuation).",
+                {"field": "script.input", "allowed": ["text with at least one word"]},
+            )
+        speech.voice_id = voice.id
+        return speech

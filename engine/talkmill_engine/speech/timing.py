@@ -1,0 +1,104 @@
+"""What a speech engine produces, audio with phoneme timings (Speech, Phone), and the helpers engines build
+the timings with. Pure: no files, no models."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAUSE = " "  # the symbol of a pause (silence, punctuation, spaces)
+PEAK = 0.9  # a whole speech is scaled to this peak (engines' own normalisation works per sentence)
+STRESS_MARKS = ("ˈ", "ˌ")  # engines give these their own durations: they belong to the following vowel
+_MODIFIERS = ("ː", "ˑ", "ʰ", "ʲ", "ʷ")  # ... and these to the preceding one
+
+
+@dataclass(frozen=True)
+class Phone:
+    """One phoneme, in IPA, spoken from `start` to `end` seconds. A pause has the symbol " "."""
+
+    symbol: str
+    start: float
+    end: float
+
+
+@dataclass
+class Speech:
+    samples: np.ndarray  # float32, mono, in [-1, 1]
+    sample_rate: int
+    phones: list[Phone] = field(default_factory=list)  # empty when the script is audio
+    voice_id: str | None = None  # the voice actually used (text scripts)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def padded(self, seconds: float) -> "Speech":
+        """The same speech followed by `seconds` of silence (config.pad_audio)."""
+        extra = np.zeros(int(round(seconds * self.sample_rate)), dtype=np.float32)
+        return Speech(np.concatenate([self.samples, extra]), self.sample_rate, self.phones, self.voice_id)
+
+    def has_words(self) -> bool:
+        return any(phone.symbol != PAUSE for phone in self.phones)
+
+
+def phones_from_counts(counts: Iterable[tuple[str, int]], rate: int, total: int) -> list[Phone]:
+    """Phones from (symbol, sample count) pairs; the last one is stretched to the audio's end."""
+    phones, position = [], 0
+    for symbol, count in counts:
+        phones.append(Phone(symbol, position / rate, (position + count) / rate))
+        position += count
+    return end_at(phones, total / rate)
+
+
+def merge_marks(phones: list[Phone]) -> list[Phone]:
+    """Stress marks join the next phone, length marks the previous one; punctuation, spaces and the
+    sentence edges ^ $ become pauses; neighbouring pauses become one."""
+    merged: list[Phone] = []
+    for phone in phones:
+        symbol = phone.symbol
+        if symbol in STRESS_MARKS:
+            continue  # its time goes to the next phone: append_phone starts each phone where the last ended
+        if (symbol in _MODIFIERS or _is_combining(symbol)) and merged and merged[-1].symbol != PAUSE:
+            merged[-1] = Phone(merged[-1].symbol + symbol, merged[-1].start, phone.end)
+            continue
+        if symbol in "^$" or not symbol.isalpha():
+            symbol = PAUSE
+        append_phone(merged, Phone(symbol, phones[0].start if not merged else phone.start, phone.end))
+    return end_at(merged, phones[-1].end) if phones else merged
+
+
+def _is_combining(symbol: str) -> bool:
+    return bool(symbol) and all(unicodedata.category(ch).startswith("M") for ch in symbol)
+
+
+def append_phone(phones: list[Phone], phone: Phone) -> None:
+    """Add `phone` right after the last one, joining pauses; zero-length phones are dropped."""
+    if phones:  # snap away float rounding: consumers may compare ends and starts exactly
+        phone = Phone(phone.symbol, phones[-1].end, phone.end)
+    if phone.end <= phone.start:
+        return
+    if phones and phone.symbol == PAUSE and phones[-1].symbol == PAUSE:
+        phones[-1] = Phone(PAUSE, phones[-1].start, phone.end)
+    else:
+        phones.append(phone)
+
+
+def end_at(phones: list[Phone], end: float) -> list[Phone]:
+    if phones:
+        phones[-1] = Phone(phones[-1].symbol, phones[-1].start, end)
+    return phones
+
+
+def assemble(pieces: list[np.ndarray], rate: int, phones: list[Phone]) -> Speech:
+    """One Speech from an engine's audio pieces, scaled to PEAK."""
+    if len(pieces) == 1:  # no copy: a long text's audio is the biggest thing in memory
+        samples = pieces[0].astype(np.float32, copy=False)
+    else:
+        samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > 1e-6:
+        samples *= PEAK / peak
+    return Speech(samples, rate, phones)

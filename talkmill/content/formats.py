@@ -1,0 +1,69 @@
+"""The ingest formats talkmill reads: one registry, and every list of kinds or suffixes is computed from it.
+
+Each format is one parser module with two functions:
+
+    parse(data: bytes, uri: str) -> (title | None, [Section, ...])   ContentError naming `uri` on bad input
+    sniff(head: bytes) -> bool                                      does this content look like the format?
+
+Adding a format is one new parser module and one entry in FORMATS. Detection: a known suffix decides; else
+the first format (in FORMATS order) whose `sniff` accepts the content, so text, which accepts anything,
+stays last. Parsers are imported when first used: reading the registry (`talkmill --help`, folder
+expansion, the inbox filter) costs no parser's imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import posixpath
+from dataclasses import dataclass
+from types import ModuleType
+from urllib.parse import urlparse
+
+SNIFF_BYTES = 8192  # how much of a source the sniffers see
+
+
+@dataclass(frozen=True)
+class Format:
+    kind: str  # the Document's source.type, and the `kind` a caller may force
+    suffixes: tuple[str, ...]  # lowercase, with the dot; the first is the usual one
+    module: str  # the parser module: parse(data, uri) and sniff(head)
+
+    @property
+    def parser(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("html", (".html", ".htm", ".xhtml"), "talkmill.content.html"),
+    Format("markdown", (".md", ".markdown"), "talkmill.content.markdown"),
+    Format("csv", (".csv",), "talkmill.content.csvrows"),
+    Format("text", (".txt", ".text"), "talkmill.content.text"),  # last: it sniffs anything
+)
+
+KINDS = tuple(fmt.kind for fmt in FORMATS)
+SUFFIX_KINDS = {suffix: fmt.kind for fmt in FORMATS for suffix in fmt.suffixes}
+SUFFIXES = tuple(SUFFIX_KINDS)
+
+
+def format_of(kind: str) -> Format | None:
+    return next((fmt for fmt in FORMATS if fmt.kind == kind), None)
+
+
+def suffix_of(name: str) -> str:
+    """The lowercase extension of a path, key or URL (its path part), "" when it has none."""
+    path = urlparse(name).path if "://" in name else name
+    return posixpath.splitext(path)[1].lower()
+
+
+def is_readable(name: str) -> bool:
+    """Whether a file name (path, key or URL) has the suffix of a format talkmill reads."""
+    return suffix_of(name) in SUFFIX_KINDS
+
+
+def detect_kind(data: bytes, uri: str) -> str:
+    """The kind of a source: by its suffix when known, else by sniffing its first bytes."""
+    kind = SUFFIX_KINDS.get(suffix_of(uri))
+    if kind:
+        return kind
+    head = data[:SNIFF_BYTES]
+    return next((fmt.kind for fmt in FORMATS if fmt.parser.sniff(head)), FORMATS[-1].kind)
