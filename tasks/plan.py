@@ -15,7 +15,7 @@ from talkmill.errors import ContentError
 from talkmill.models import Script
 from talks_contract.drivers import parse_driver_url
 from talks_contract.errors import ContractViolation
-from talks_contract.limits import text_length_problem
+from talks_contract.limits import spoken_text_problem
 from tasks.layout import sidecar_key, video_key
 from tasks.manifest import ManifestRow, planned_row
 from tasks.publish import sidecar_result
@@ -87,8 +87,8 @@ def validate_plan(scripts: list[Script]) -> list[str]:
             checked[script.presenter] = _presenter_problem(script.presenter)
         if checked[script.presenter]:
             problems.append(f"{where}: presenter {script.presenter}: {checked[script.presenter]}")
-        if length := text_length_problem(script.text):
-            problems.append(f"{where}: script is {length}")
+        if problem := spoken_text_problem(script.text):
+            problems.append(f"{where}: script text: {problem}")
         problems += [f"{where}: {p}" for p in _contract_problems(script)]
     return problems
 

@@ -19,7 +19,7 @@ from talkmill.models import Section
 from talks_contract.drivers import GRAMMAR, parse_driver_url
 from talks_contract.errors import ContractViolation
 from talks_contract.formats import EXPRESSIONS, RESULT_FORMATS
-from talks_contract.limits import text_length_problem
+from talks_contract.limits import spoken_text_problem
 
 OVERRIDE_COLUMNS = ("id", "presenter_image", "voice_provider", "voice_id", "driver_url", "expression",
                     "stitch", "result_format", "output_name")
@@ -124,8 +124,8 @@ def _check_row(row: dict[str, str]) -> list[tuple[str, str]]:
         found.append(("text", "empty; each row needs a text to read, or a source (path or URL) to fetch"))
     elif text and source:
         found.append(("source", "a row has either a text or a source, not both"))
-    elif text and (length := text_length_problem(text)):
-        found.append(("text", length))
+    elif text and (problem := spoken_text_problem(text)):
+        found.append(("text", problem))
     for column, allowed in CHOICES.items():
         value = row.get(column, "")
         if value and value.lower() not in allowed:

@@ -286,3 +286,27 @@ def test_delete_is_refused_while_processing_and_removes_the_talk_after(
     deleted = client.delete(f"/talks/{talk_id}")
     assert deleted.status_code == 200 and deleted.json()["id"] == talk_id
     assert_error(client.get(f"/talks/{talk_id}"), 404, "NotFoundError")
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [("Hello\x00world", "U+0000"), ("   \n\t   ", "no letter or digit"), ("?!… — ...", "no letter or digit")],
+    ids=["nul", "whitespace", "punctuation"],
+)
+def test_text_that_cannot_be_spoken_is_refused_at_post(client: httpx.Client, astronaut_url: str,
+                                                       text: str, problem: str) -> None:
+    body = {"source_url": astronaut_url, "script": {"type": "text", "input": text}}
+    refused = assert_error(client.post("/talks", json=body), 400, "ValidationError", "script.input")
+    assert problem in refused["description"]
+
+
+def test_a_paging_token_with_a_huge_number_is_a_400_not_a_500(client: httpx.Client) -> None:
+    for seq in (str(2**64), "1" * 400, "-5", "٣"):  # past BIGINT, absurd, negative, a non-ASCII digit
+        token = base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+        assert_error(client.get("/talks", params={"token": token}), 400, "BadRequestError", "token")
+
+
+def test_a_wrong_method_answers_405_with_its_allow_header(client: httpx.Client) -> None:
+    answer = client.put("/talks")
+    assert answer.status_code == 405 and answer.json()["kind"] == "BadRequestError"
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}

@@ -237,6 +237,15 @@ def test_csv_choices_and_text_limits_are_the_contracts() -> None:
             ingest_bytes(f"text\n{'a' * length}\n".encode(), "rows.csv")
 
 
+def test_csv_text_a_voice_cannot_speak_is_refused_with_its_line() -> None:
+    """The engine refuses these at POST; the CSV says so before any talk is made."""
+    rows = 'text\n"...?!"\n"Fine text."\n"bad\x01byte"\n'.encode()
+    with pytest.raises(CsvRowsError) as refused:
+        ingest_bytes(rows, "rows.csv")
+    assert [(p.line, p.column) for p in refused.value.problems] == [(2, "text"), (4, "text")]
+    assert "no letter or digit" in str(refused.value) and "U+0001" in str(refused.value)
+
+
 def test_csv_without_text_or_source_column_names_the_header() -> None:
     with pytest.raises(CsvRowsError, match=r"line 1, column '\(header\)': no 'text' or 'source' column"):
         ingest_bytes(b"title,body\nA,Some words.\n", "rows.csv")

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from talkmill_engine.errors import (
     BadRequestError,
@@ -79,6 +80,18 @@ def _problem(error: dict[str, Any]) -> dict[str, Any]:
     return problem
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path, asked of the router itself: Starlette's own Allow
+    names only the first route's (POST /talks and GET /talks are two routes)."""
+    routes = request.app.router.routes
+    served = [method for method in HTTP_METHODS
+              if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+    return ", ".join(served)
+
+
 def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
@@ -103,7 +116,11 @@ def install_handlers(app: FastAPI) -> None:
         error = EngineError(str(exc.detail))  # 405 and the like: the request's fault below 500
         error.kind = "BadRequestError" if exc.status_code < 500 else "UnknownError"
         error.status = exc.status_code
-        return error_response(error)
+        response = error_response(error)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from talks_contract.formats import DEFAULT_RESULT_FORMAT, EXPRESSIONS, RESULT_FORMATS
-from talks_contract.limits import TEXT_MAX_CHARS, TEXT_MIN_CHARS, USER_DATA_MAX_CHARS
+from talks_contract.limits import TEXT_MAX_CHARS, TEXT_MIN_CHARS, USER_DATA_MAX_CHARS, spoken_text_problem
 
 Expression = Literal[EXPRESSIONS]  # type: ignore[valid-type]  # the contract's tuple, unpacked by Literal
 ResultFormat = Literal[RESULT_FORMATS]  # type: ignore[valid-type]
@@ -36,6 +36,14 @@ class TextScript(Strict):
     ssml: bool = False
     subtitles: bool = False
     provider: Provider | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _speakable(cls, value: str) -> str:
+        """Refused at POST, not at render: a NUL or a text of only punctuation would fail the talk later."""
+        if problem := spoken_text_problem(value):
+            raise ValueError(problem)
+        return value
 
 
 class AudioScript(Strict):

@@ -375,6 +375,9 @@ def record_of(row: Any) -> TalkRecord:  # a sqlite3.Row or a psycopg dict row
     )
 
 
+MAX_SEQ = 2**63  # SQLite's and PostgreSQL's BIGINT: a larger number in a token is not ours
+
+
 def encode_token(seq: int) -> str:
     return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
 
@@ -383,7 +386,7 @@ def decode_token(token: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         prefix, seq = text.split(":", 1)
-        if prefix != "seq":
+        if prefix != "seq" or not seq.isascii() or not seq.isdigit() or int(seq) >= MAX_SEQ:
             raise ValueError(text)
         return int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError) as e:
