@@ -18,6 +18,9 @@ def quiet_prefect(verbose: bool) -> None:
     loggers stay quiet: the CLI reports outcomes itself (a refused input is a message, not the flow
     engine's traceback), and the Prefect UI keeps the full logs."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary API (a run without PREFECT_API_URL) took 24-80 s to start on a loaded 2-core
+    # machine; its default 20 s wait then kills the run with a traceback. Wait as long as that can take.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
