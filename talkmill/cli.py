@@ -65,9 +65,11 @@ def engine(ctx: typer.Context) -> None:
     the `engine` extra. A process boundary, not an import: the pipeline imports no engine code here."""
     import os
     import sys
-    from importlib.util import find_spec
 
-    if find_spec("talkmill_engine") is None:
-        typer.echo("talkmill: the engine is not installed; install talkmill[engine]", err=True)
+    from connectors.talks.local import missing_engine_requirements
+
+    if missing := missing_engine_requirements():
+        typer.echo(f"talkmill: the engine is not installed ({missing[0]} is missing); install talkmill[engine]",
+                   err=True)
         raise typer.Exit(2)
     os.execv(sys.executable, [sys.executable, "-m", "talkmill_engine", *ctx.args])
