@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from connectors.storage import open_store
 from connectors.talks.backend import open_backend
 from talkmill.config import PipelineConfig, load_config
-from talkmill.errors import ContentError
+from talkmill.errors import ContentError, RowsFailedError
 from talkmill.progress import emit
 from tasks.ingest import ingest_source
 from tasks.layout import new_run_id
@@ -57,27 +57,37 @@ async def content_to_video(
         wait: How to learn that a talk is done: "webhook" (falls back to polling) or "poll".
         talks_url: A Talks-compatible API (D-ID's cloud, a remote engine); unset: the local engine.
         concurrency: Talks in flight at once.
+
+    Returns the run's summary; raises RowsFailedError (the flow run ends Failed) when any script failed,
+    after writing the manifest, and an InputError subclass when the input is refused.
     """
     settings = run_settings(config, output, wait, talks_url, concurrency)
     run_id = new_run_id(flow_run.get_id())
     store = open_store(settings.output, settings.s3)  # first: a bad output is refused before any fetch
-    documents = [ingest_source(uri, s3=settings.s3) for uri in expand_sources(sources)]
+    documents = [ingest_source(uri, s3=settings.s3, fetch_config=settings.fetch)
+                 for uri in expand_sources(sources)]
     scripts = [script for document in documents for script in plan(document, settings)]
     rows = plan_rows(run_id, scripts, store)
     if dry_run:
-        problems = validate_plan(scripts)
+        problems = validate_plan(scripts, settings.fetch)
         summary = finish_run(store, run_id, rows, dry_run=True)
         if problems:
             raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
         return summary
     todo, repeats = first_of_each_script([(s, r) for s, r in zip(scripts, rows) if r.status == "planned"])
-    emit("planned", total=len(rows), skipped=len(rows) - len(todo) - len(repeats))
+    skipped = len(rows) - len(todo) - len(repeats)
+    emit("planned", total=len(rows), skipped=skipped)
+    print(f"planned {len(rows)} videos from {len(documents)} sources: {len(todo)} to make, "
+          f"{len(repeats)} repeated scripts to copy, {skipped} already made")
     if todo:
         async with open_backend(settings.backend) as backend:
             await backend.index_existing({script.id for script, _ in todo})
             rows = merged(rows, await make_videos(todo, backend, store))
     rows = merged(rows, copy_repeats(repeats, rows, store))
-    return finish_run(store, run_id, rows)
+    summary = finish_run(store, run_id, rows)
+    if summary.failed:
+        raise RowsFailedError(summary)  # the run ends Failed; its manifest is written
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """The pipeline's settings: a YAML file (see configs/default.yaml) loaded into pydantic models, with
 overrides from the CLI or flow parameters deep-merged on top.
 
-Relative presenter paths: in a config file they are relative to that file's folder (so a config and its
-images move together); in overrides they are relative to the current directory (they were typed in a
-shell). The built-in default is talkmill/assets/grace_hopper.jpg (inside the package), as an absolute path.
+Relative paths (presenter, fetch.local_roots): in a config file they are relative to that file's folder
+(so a config and its images move together); in overrides they are relative to the current directory
+(they were typed in a shell). The built-in default presenter is talkmill/assets/grace_hopper.jpg (inside
+the package), as an absolute path.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
@@ -21,9 +23,11 @@ from talkmill.errors import ConfigError
 from talkmill.models import Voice
 from talks_contract.formats import RESULT_FORMATS
 from talks_contract.limits import TEXT_MAX_CHARS
+from talks_contract.urlpolicy import UrlPolicy
 
 DEFAULT_PRESENTER = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"  # ships in the wheel
 URL_SCHEMES = ("http://", "https://", "s3://", "upload://")
+ALLOWED_NETWORKS_ENV = "TALKMILL_ALLOWED_NETWORKS"
 
 
 class _Section(BaseModel):
@@ -92,6 +96,37 @@ class S3Config(_Section):
     region: str | None = None  # None: boto3's own chain (AWS_REGION, AWS_DEFAULT_REGION, the profile)
 
 
+class FetchConfig(_Section):
+    """What content may make the pipeline read (README: Security). URLs (sources, CSV cells, presenters
+    checked by a dry run) reach public addresses, plus `allowed_networks` (CIDR or host names); cloud
+    metadata never. Files a CSV names lie in its own folder, or in `local_roots`."""
+
+    allowed_networks: list[str] = Field(default_factory=lambda: _env_list(ALLOWED_NETWORKS_ENV),
+                                        validate_default=True)
+    local_roots: list[str] = Field(default_factory=list)  # folders, made absolute at load
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _parses(cls, value: list[str]) -> list[str]:
+        try:
+            return UrlPolicy.from_entries(value).entries
+        except ValueError as error:
+            where = f"from the config, or ${ALLOWED_NETWORKS_ENV} when it sets none"
+            raise ValueError(f"{error} ({where})") from error
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy.from_entries(self.allowed_networks)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return tuple(Path(root) for root in self.local_roots)
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 class PipelineConfig(_Section):
     presenter: str = str(DEFAULT_PRESENTER)
     voice: Voice = Field(default_factory=Voice)
@@ -101,6 +136,7 @@ class PipelineConfig(_Section):
     backend: BackendConfig = Field(default_factory=BackendConfig)
     output: str = "./output"  # a path (relative to the current directory), file://, or s3://bucket/prefix
     s3: S3Config = Field(default_factory=S3Config)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
 
     @field_validator("presenter")
     @classmethod
@@ -132,17 +168,26 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     means "not given" and leaves the key as it was, so a CLI can pass its unset options as they are.
     """
     data = _read_yaml(path) if path else {}
-    if path and isinstance(data.get("presenter"), str):
-        data["presenter"] = resolve_presenter(data["presenter"], path.resolve().parent)
+    if path:
+        _absolute_paths(data, path.resolve().parent)
     extra = _expand_dotted(overrides or {})
-    if isinstance(extra.get("presenter"), str):
-        extra["presenter"] = resolve_presenter(extra["presenter"], Path.cwd())
+    _absolute_paths(extra, Path.cwd())
     merged = deep_merge(data, extra)
     where = str(path) if path else "config"
     try:
         return PipelineConfig.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_describe(error, where)) from error
+
+
+def _absolute_paths(data: dict[str, Any], base: Path) -> None:
+    """The relative paths in `data` (presenter, fetch.local_roots) made absolute against `base`, in place."""
+    if isinstance(data.get("presenter"), str):
+        data["presenter"] = resolve_presenter(data["presenter"], base)
+    fetch = data.get("fetch")
+    if isinstance(fetch, dict) and isinstance(fetch.get("local_roots"), list):
+        fetch["local_roots"] = [str((base / Path(root).expanduser()).resolve()) if isinstance(root, str)
+                                else root for root in fetch["local_roots"]]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

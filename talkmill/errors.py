@@ -88,6 +88,17 @@ class CsvRowsError(ContentError):
         super().__init__(f"{uri}: {len(problems)} problem(s), nothing was planned:\n{listed}", transient=transient)
 
 
+class RowsFailedError(TalkmillError):
+    """Some scripts of a run failed. Raised after the manifest and summary are written, so that the run
+    ends Failed in Prefect (and an inbox file goes to failed/); `summary` is the run's RunSummary."""
+
+    def __init__(self, summary: Any) -> None:
+        self.summary = summary
+        total = sum(summary.counts.values())
+        where = summary.manifest.get("manifest.jsonl", "")
+        super().__init__(f"{summary.failed} of {total} videos failed; the manifest says why: {where}")
+
+
 # -- talks ------------------------------------------------------------------------------------------------
 
 

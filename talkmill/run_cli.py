@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 from rich.console import Console
@@ -28,7 +29,7 @@ def quiet_prefect(verbose: bool) -> None:
 def run(sources: list[str], **options: Any) -> int:
     """Runs the flow; the exit code: 0 all done, 1 some scripts failed, 2 the input was refused."""
     from flows.content_to_video import content_to_video
-    from talkmill.errors import InputError
+    from talkmill.errors import InputError, RowsFailedError
     from talkmill.progress import subscribe
 
     try:
@@ -40,6 +41,12 @@ def run(sources: list[str], **options: Any) -> int:
         unsubscribe = subscribe(listener)
         try:
             summary = asyncio.run(content_to_video(sources, **options))
+        except RowsFailedError as e:
+            summary = e.summary
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print("interrupted; run the same command again to resume (finished videos are kept)")
+            return 130
         except InputError as e:  # content, config, options, a refused key: the user's to fix
             progress.stop()
             refuse(str(e))
@@ -68,6 +75,9 @@ def refuse(message: str) -> None:
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal (CI logs, nohup, pipes)
+
+
 def _progress():
     from contextlib import contextmanager
 
@@ -76,16 +86,42 @@ def _progress():
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("planning", total=None)
+            plain = None if console.is_terminal else PlainProgress()
 
             def listener(event: str, data: dict[str, Any]) -> None:
                 if event == "planned":
                     progress.update(task, description="videos", total=data["total"], completed=data["skipped"])
                 elif event == "finished":
                     progress.advance(task)
+                if plain is not None:
+                    plain.update(event, data)
 
             yield progress, listener
 
     return manage()
+
+
+class PlainProgress:
+    """A bar cannot draw in a log: one plain line when the plan is known, then at most one every
+    PLAIN_EVERY seconds as videos finish, and one when the last finishes."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.total, self.finished, self.failed = 0, 0, 0
+
+    def update(self, event: str, data: dict[str, Any]) -> None:
+        if event == "planned":
+            self.total, self.finished = data["total"], data["skipped"]
+            self._say(f"planned {self.total} videos ({self.finished} already made)")
+        elif event == "finished":
+            self.finished += 1
+            self.failed += getattr(data.get("row"), "status", None) == "failed"
+            if time.monotonic() - self.last >= PLAIN_EVERY or self.finished == self.total:
+                self._say(f"{self.finished}/{self.total} videos finished ({self.failed} failed)")
+
+    def _say(self, message: str) -> None:
+        self.last = time.monotonic()
+        console.print(f"talkmill: {message}, {self.last - self.started:.0f} s", markup=False, highlight=False)
 
 
 def _print_summary(summary: Any) -> None:

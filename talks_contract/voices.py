@@ -4,7 +4,9 @@
   azure-openai ids without a locale ("alloy") are opaque, like ElevenLabs'.
 - amazon: Polly ids are names; `POLLY_LANGUAGES` gives each name's locale.
 - elevenlabs, afflorithmics: ids are opaque and the voices multilingual: no locale.
-- talkmill: the engine's own voice ids ("en-US-joe", "de-espeak"); which exist is the engine's business.
+- talkmill: the engine's own voice ids ("en-US-af_heart", "de-espeak"); which exist is the engine's business.
+The gender of a known cloud voice (cloud_voices) travels with the request: an engine serving it with a
+local voice picks one of the same language and, where it has one, the same gender.
 Omitted voice ids take D-ID's defaults (google: "he-IL-Wavenet-A", elevenlabs: "21m00Tcm4TlvDq8ikWAM"); an
 omitted provider is D-ID's default, Microsoft "en-US-JennyNeural".
 
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from talks_contract.cloud_voices import POLLY_VOICES, ascii_lower, gender_of
 from talks_contract.errors import ContractViolation
 
 PROVIDER_TYPES = ("talkmill", "microsoft", "amazon", "google", "azure-openai", "elevenlabs", "afflorithmics")
@@ -30,33 +32,7 @@ DEFAULT_VOICE_IDS = {"google": "he-IL-Wavenet-A", "elevenlabs": "21m00Tcm4TlvDq8
 LOCALE_PROVIDERS = ("microsoft", "google")  # their ids must start with a locale
 OWN_PROVIDER = "talkmill"  # the engine's own voice ids
 
-# Amazon Polly voice names → locale (the ones D-ID lists, and Polly's other common ones).
-POLLY_LANGUAGES = {
-    **dict.fromkeys(["joanna", "matthew", "ivy", "justin", "kendra", "kimberly", "salli", "joey", "kevin",
-                     "ruth", "stephen", "danielle", "gregory", "patrick"], "en-US"),
-    **dict.fromkeys(["amy", "emma", "brian", "arthur"], "en-GB"),
-    **dict.fromkeys(["nicole", "russell", "olivia"], "en-AU"),
-    **dict.fromkeys(["raveena", "aditi", "kajal"], "en-IN"),
-    "aria": "en-NZ", "ayanda": "en-ZA", "niamh": "en-IE", "geraint": "en-GB",
-    **dict.fromkeys(["hans", "marlene", "vicki", "daniel"], "de-DE"), "hannah": "de-AT", "sabrina": "de-CH",
-    **dict.fromkeys(["celine", "lea", "mathieu", "remi"], "fr-FR"),
-    **dict.fromkeys(["chantal", "gabrielle", "liam"], "fr-CA"),
-    **dict.fromkeys(["conchita", "lucia", "enrique", "sergio"], "es-ES"),
-    **dict.fromkeys(["mia", "andres"], "es-MX"),
-    **dict.fromkeys(["penelope", "lupe", "miguel", "pedro"], "es-US"),
-    **dict.fromkeys(["carla", "bianca", "giorgio", "adriano"], "it-IT"),
-    **dict.fromkeys(["camila", "vitoria", "ricardo", "thiago"], "pt-BR"),
-    **dict.fromkeys(["ines", "cristiano"], "pt-PT"),
-    **dict.fromkeys(["mizuki", "takumi", "kazuha", "tomoko"], "ja-JP"),
-    "zhiyu": "zh-CN", "hiujin": "zh-HK", "seoyeon": "ko-KR",
-    **dict.fromkeys(["lotte", "ruben", "laura"], "nl-NL"), "lisa": "nl-BE",
-    **dict.fromkeys(["naja", "mads", "sofie"], "da-DK"),
-    "astrid": "sv-SE", "elin": "sv-SE", "liv": "nb-NO", "ida": "nb-NO", "suvi": "fi-FI",
-    **dict.fromkeys(["ewa", "maja", "jacek", "jan", "ola"], "pl-PL"),
-    "tatyana": "ru-RU", "maxim": "ru-RU", "filiz": "tr-TR", "burcu": "tr-TR", "carmen": "ro-RO",
-    "dora": "is-IS", "karl": "is-IS", "gwyneth": "cy-GB", "zeina": "ar", "hala": "ar-AE", "zayd": "ar-AE",
-    "arlet": "ca-ES", "jitka": "cs-CZ",
-}  # fmt: skip
+POLLY_LANGUAGES = {name: locale for name, (locale, _) in POLLY_VOICES.items()}  # Polly voice names → locale
 
 # voice_config: how fast and how high, in Microsoft's SSML <prosody> forms.
 RATE_WORDS = {"x-slow": 0.5, "slow": 0.64, "medium": 1.0, "default": 1.0, "fast": 1.55, "x-fast": 2.0}
@@ -99,6 +75,7 @@ class VoiceRequest:
     voice_id: str
     locale: str | None  # e.g. "de-DE"; None: opaque or multilingual ids, or a talkmill voice id
     prosody: Prosody = Prosody()
+    gender: str | None = None  # "female" | "male" when the named cloud voice is known (cloud_voices)
 
 
 def parse_voice_request(provider: dict | None, field: str = "script.provider") -> VoiceRequest:
@@ -123,7 +100,8 @@ def parse_voice_request(provider: dict | None, field: str = "script.provider") -
         problem = f"a voice_id is required for provider {kind!r}"
         raise ContractViolation(id_field, problem, ["a non-empty string"])
     voice_id = voice_id.strip()
-    return VoiceRequest(kind, voice_id, _locale_of(kind, voice_id, id_field), prosody)
+    locale = _locale_of(kind, voice_id, id_field)
+    return VoiceRequest(kind, voice_id, locale, prosody, gender_of(kind, voice_id, locale))
 
 
 def _locale_of(kind: str, voice_id: str, field: str) -> str | None:
@@ -139,7 +117,7 @@ def _locale_of(kind: str, voice_id: str, field: str) -> str | None:
 
 
 def _polly_locale(voice_id: str, field: str) -> str:
-    locale = POLLY_LANGUAGES.get(_ascii_lower(voice_id))
+    locale = POLLY_LANGUAGES.get(ascii_lower(voice_id))
     if locale is None:
         names = sorted(name.title() for name in POLLY_LANGUAGES)
         raise ContractViolation(field, f"unknown Amazon Polly voice {voice_id!r}", names)
@@ -150,11 +128,6 @@ def locale_prefix(voice_id: str) -> str | None:
     """ "de-DE-KatjaNeural" → "de-DE"; "sr-Latn-RS-NicholasNeural" → "sr-Latn-RS"; "alloy" → None."""
     match = _LOCALE.match(voice_id)
     return "-".join(part for part in match.groups() if part) if match else None
-
-
-def _ascii_lower(name: str) -> str:
-    """ "Léa" → "lea": Polly names are matched without case or accents."""
-    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
 
 
 def parse_voice_config(

@@ -8,18 +8,21 @@ planner sees one Document per CSV and every problem still points at a CSV line.
 
 Relative paths inside a CSV (`source`, `presenter_image`) are relative to the CSV's own location: its
 folder for a local file, the URL's folder for http(s) and s3 — like links in HTML, so a folder of rows and
-images moves as a unit.
+images moves as a unit. A local CSV names files inside its own folder only; every http(s) URL, the
+sources' own and the ones rows name, is fetched through the URL policy (`fetch.allowed_networks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 
 from connectors.sources import MAX_SOURCE_BYTES, read_source
 from connectors.storage.base import S3Settings
+from talkmill.config import FetchConfig
 from talkmill.content.formats import KINDS, SUFFIX_KINDS, detect_kind
 from talkmill.content.parse import ingest_bytes
 from talkmill.content.uris import local_path, resolve_relative, slug
@@ -34,10 +37,12 @@ __all__ = [  # the parsers and readers are re-exported: importers use tasks.inge
 ]  # fmt: skip
 
 
-def ingest(uri: str, *, kind: str | None = None, fetch: Fetch | None = None) -> Document:
-    """Read and parse one source; for a CSV, also fetch and parse the sources its rows name."""
+def ingest(uri: str, *, kind: str | None = None, fetch: Fetch | None = None,
+           local_roots: tuple[Path, ...] = ()) -> Document:
+    """Read and parse one source; for a CSV, also fetch and parse the sources its rows name (files
+    inside its own folder or `local_roots`)."""
     fetch = fetch or read_source
-    document = ingest_bytes(fetch(uri), uri, kind)
+    document = ingest_bytes(fetch(uri), uri, kind, local_roots=local_roots)
     if document.source.type != "csv" or not any(s.metadata.get("source") for s in document.sections):
         return document
     return document.model_copy(update={"sections": _expand_source_rows(document, fetch)})
@@ -80,10 +85,14 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_worth_retrying)
 def ingest_source(uri: str, kind: str | None = None, s3: S3Settings | None = None,
-                  timeout: float = 30.0) -> Document:
+                  timeout: float = 30.0, fetch_config: FetchConfig | None = None) -> Document:
     """I/O task: fetch and parse one source (and, for a CSV, the sources its rows name); `s3`
-    (the config's S3Config) says where s3:// sources are."""
-    def fetch(target: str) -> bytes:
-        return read_source(target, timeout=timeout, s3=s3)
+    (the config's S3Config) says where s3:// sources are, `fetch_config` (the config's `fetch`; None: from
+    the environment) which addresses http(s) URLs may reach."""
+    fetch_config = fetch_config or FetchConfig()
+    policy = fetch_config.url_policy
 
-    return ingest(uri, kind=kind, fetch=fetch)
+    def fetch(target: str) -> bytes:
+        return read_source(target, timeout=timeout, s3=s3, policy=policy)
+
+    return ingest(uri, kind=kind, fetch=fetch, local_roots=fetch_config.roots)

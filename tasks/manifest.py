@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from connectors.storage import ObjectStore
@@ -186,6 +186,26 @@ def finish_run(store: ObjectStore, run_id: str, rows: list[ManifestRow], dry_run
         counts[row.status] = counts.get(row.status, 0) + 1
     video_seconds = sum(row.actual_seconds or 0 for row in rows if row.status in ("done", "skipped_existing"))
     estimated = sum(row.estimated_seconds for row in rows)
+    summary = RunSummary(run_id, counts, round(video_seconds / 60, 2), round(estimated / 60, 2), uris, dry_run)
+    create_markdown_artifact(markdown=summary_markdown(summary), key="talkmill-summary",
+                             description=f"talkmill run {run_id}: {counts_line(counts)}")
     create_table_artifact(table=table(rows), key="talkmill-manifest",
-                          description=f"talkmill run {run_id}: {counts}; manifest at {uris['manifest.jsonl']}")
-    return RunSummary(run_id, counts, round(video_seconds / 60, 2), round(estimated / 60, 2), uris, dry_run)
+                          description=f"talkmill run {run_id}: one row per script")
+    print(f"run {run_id}: {counts_line(counts)}")
+    for name, uri in uris.items():
+        print(f"{name}: {uri}")
+    return summary
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """"3 done, 1 failed": what a person reads, in the order of STATUSES."""
+    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in STATUSES if counts.get(s)) or "nothing to do"
+
+
+def summary_markdown(summary: RunSummary) -> str:
+    """The run as its Prefect artifact shows it: counts, minutes and links to the manifest and gallery."""
+    kind = "dry run" if summary.dry_run else "run"
+    minutes = (f"estimated minutes of video: {summary.estimated_minutes:.1f}" if summary.dry_run
+               else f"minutes of video: {summary.video_minutes:.1f}")
+    links = "\n".join(f"- [{name}]({uri})" for name, uri in summary.manifest.items())
+    return f"## talkmill {kind} {summary.run_id}\n\n{counts_line(summary.counts)}; {minutes}\n\n{links}\n"

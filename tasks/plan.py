@@ -8,14 +8,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.storage import ObjectStore
-from talkmill.config import is_url
+from connectors.urlfetch import fetch_url
+from talkmill.config import FetchConfig, is_url
 from talkmill.content.formats import SUFFIXES, is_readable
-from talkmill.content.images import image_file_problem
+from talkmill.content.images import image_file_problem, image_problem
 from talkmill.errors import ContentError
 from talkmill.models import Script
 from talks_contract.drivers import parse_driver_url
 from talks_contract.errors import ContractViolation
-from talks_contract.limits import spoken_text_problem
+from talks_contract.limits import MAX_IMAGE_BYTES, spoken_text_problem
+from talks_contract.urlpolicy import UrlPolicy
+
+PRESENTER_CHECK_TIMEOUT = 20.0  # seconds to fetch one presenter URL in a dry run
 from tasks.layout import sidecar_key, video_key
 from tasks.manifest import ManifestRow, planned_row
 from tasks.publish import sidecar_result
@@ -74,17 +78,19 @@ def merged(rows: list[ManifestRow], updated: list[ManifestRow]) -> list[Manifest
 
 
 @task(cache_policy=NO_CACHE)
-def validate_plan(scripts: list[Script]) -> list[str]:
-    """Every problem a dry run can find without creating a talk: presenters readable, and lengths,
-    voices and drivers as the Talks contract allows them (for any backend: the contract is what both
-    sides of it agree on). Catalogues beyond the contract (which voices a backend serves) are the
-    backend's to check when the talk is created."""
+def validate_plan(scripts: list[Script], fetch_config: FetchConfig | None = None) -> list[str]:
+    """Every problem a dry run can find without creating a talk: presenters readable images, and
+    lengths, voices and drivers as the Talks contract allows them (for any backend: the contract is
+    what both sides of it agree on). Catalogues beyond the contract (which voices a backend serves) are
+    the backend's to check when the talk is created. Presenter URLs are fetched through the URL policy
+    (`fetch_config`, the config's `fetch`; None: from the environment)."""
+    policy = (fetch_config or FetchConfig()).url_policy
     problems: list[str] = []
     checked: dict[str, str | None] = {}
     for script in scripts:
         where = f"{script.source.uri} [{script.id}]"
         if script.presenter not in checked:
-            checked[script.presenter] = _presenter_problem(script.presenter)
+            checked[script.presenter] = _presenter_problem(script.presenter, policy)
         if checked[script.presenter]:
             problems.append(f"{where}: presenter {script.presenter}: {checked[script.presenter]}")
         if problem := spoken_text_problem(script.text):
@@ -93,18 +99,15 @@ def validate_plan(scripts: list[Script]) -> list[str]:
     return problems
 
 
-def _presenter_problem(presenter: str) -> str | None:
-    """A URL presenter answers a HEAD request (http(s); s3:// and upload:// are the backend's to read); a
-    local one is a JPEG, PNG or WebP by its header, within the contract's size."""
-    import httpx
-
+def _presenter_problem(presenter: str, policy: UrlPolicy) -> str | None:
+    """A JPEG, PNG or WebP by its header, within the contract's size: a local file, or an http(s) URL
+    fetched through the URL policy (s3:// and upload:// are the backend's to read)."""
     try:
-        if is_url(presenter):
-            if presenter.startswith(("http://", "https://")):
-                httpx.head(presenter, timeout=10, follow_redirects=True).raise_for_status()
-            return None
-        return image_file_problem(Path(presenter))
-    except (OSError, httpx.HTTPError) as e:
+        if presenter.startswith(("http://", "https://")):
+            limits = {"max_bytes": MAX_IMAGE_BYTES, "timeout": PRESENTER_CHECK_TIMEOUT}
+            return image_problem(fetch_url(presenter, policy=policy, **limits))
+        return None if is_url(presenter) else image_file_problem(Path(presenter))
+    except (OSError, ContentError) as e:  # SourceReadError (a ContentError) names the URL and what went wrong
         return str(e)
 
 

@@ -7,7 +7,8 @@ output names and metadata are left out: they change no frame, so a re-run finds 
 The presenter in the hash: for a local file, "sha256:<hex of its bytes>" and not its path, so the same
 portrait gives the same id from any folder or machine, and replacing the image changes the id; for a URL,
 the URL itself (nothing is fetched at plan time). Planning therefore reads local portraits, which also
-checks they exist before any talk is created.
+checks they exist before any talk is created: regular files only, and never more than the contract's
+image limit (a portrait named /dev/zero or a sparse terabyte is refused, not read).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from prefect import task
 from sentencex import segment
 
 from talkmill.config import PipelineConfig, is_url
+from talkmill.content.files import read_capped
 from talkmill.content.uris import local_path
 from talkmill.errors import ConfigError, ContentError, CsvRowsError, RowProblem
 from talkmill.models import Document, Script, Section, Voice, VoiceProvider
+from talks_contract.limits import MAX_IMAGE_BYTES
 
 CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+(?=[—–-]\s)")  # after , ; : or before a spaced dash
 
@@ -196,16 +199,22 @@ def presenter_fingerprint(presenter: str) -> str:
     path = local_path(presenter).resolve()
     try:
         stat = path.stat()
-    except OSError as error:
+        return "sha256:" + _file_sha256(path, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError as error:
         raise ContentError(
             f"{presenter!r}: portrait not found ({error.strerror}); give an existing image file or a URL"
         ) from error
-    return "sha256:" + _file_sha256(path, stat.st_mtime_ns, stat.st_size)
+    except OSError as error:  # not a regular file, no permission
+        raise ContentError(f"{presenter!r}: cannot read the portrait ({error.strerror or error})") from error
 
 
 @lru_cache(maxsize=128)
 def _file_sha256(path: Path, mtime_ns: int, size: int) -> str:  # mtime and size key the cache
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    data = read_capped(path, MAX_IMAGE_BYTES)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ContentError(f"{str(path)!r}: larger than {MAX_IMAGE_BYTES // 2**20} MB, the most a portrait "
+                           f"may be ({MAX_IMAGE_BYTES:,} bytes)")
+    return hashlib.sha256(data).hexdigest()
 
 
 @task

@@ -47,6 +47,7 @@ from connectors.talks.base import (
 )
 from connectors.talks.http import ApiClient, Retry, json_object
 from connectors.talks.polling import poll_until_ended
+from talkmill.content.images import IMAGE_ADVICE, image_problem
 from talkmill.errors import TalksBadAnswer, TalksConnectionError, TalksError
 from talkmill.models import Script
 from talks_contract.errors import ContractViolation
@@ -201,8 +202,11 @@ class DidTalks:
     # -- uploads and callbacks ---------------------------------------------------------------------------
 
     async def upload_image(self, path: Path) -> str:
-        """POST /images. A repeated upload only orphans a file, so uncertain attempts are simply retried."""
+        """POST /images, of a file that reads as an image within the size limit (nothing else leaves the
+        machine). A repeated upload only orphans a file, so uncertain attempts are simply retried."""
         data = await asyncio.to_thread(read_image, path)
+        if problem := image_problem(data):
+            raise ContractViolation("source_url", f"{path}: {problem}", IMAGE_ADVICE)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         answer = await self.http.call_json("POST", "images", files={"image": (path.name, data, content_type)})
         url = answer.get("url")

@@ -29,7 +29,10 @@ def start_local_engine(data_dir: Path | None = None) -> LocalEngineHandle:
         raise ConfigError(f"no backend.url is set and the local engine is not installed here ({missing[0]} "
                           "is missing): install talkmill[engine], or name a Talks API with --talks-url")
     from talkmill_engine.local import DEFAULT_DATA_DIR, LocalEngine  # the engine extra, only when used
+    from talkmill_engine.speech.kokoro_files import problems
 
+    if found := problems():  # its voices: installed by scripts/bootstrap, checked by sha256
+        raise ConfigError(f"the local engine cannot speak: {found[0]}: run scripts/bootstrap")
     return LocalEngine((data_dir or DEFAULT_DATA_DIR).resolve()).start()
 
 

@@ -1,5 +1,8 @@
 """Waiting for a talk to end: polls with a growing interval, cut short by a webhook's wake-up, bounded
-by an overall deadline however slowly the API answers. Shared by every backend."""
+by an overall deadline however slowly the API answers. Shared by every backend.
+
+A transient error (connection refused, 5xx, 429: one replica down while another finishes the talk) does not
+end the wait: polling goes on until the deadline, and the last such error is reported if it is reached."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from connectors.talks.base import TalkRef, TalkResult
 from connectors.talks.http import Sleep
-from talkmill.errors import TalksTimeout
+from talkmill.errors import TalksError, TalksTimeout
 
 GROWTH = 1.5  # each pause is this much longer than the last, up to max_interval
 
@@ -26,18 +29,23 @@ async def poll_until_ended(
 ) -> TalkResult:
     """`check()` until it gives a TalkResult (a TalkRef: still running)."""
     deadline = clock() + timeout
-    interval, status = poll_interval, None
+    interval, status, failing = poll_interval, None, None
     while True:
         remaining = deadline - clock()
         if remaining <= 0:
-            raise TalksTimeout(talk_id, timeout, status)
+            raise failing or TalksTimeout(talk_id, timeout, status)
         try:
             seen = await asyncio.wait_for(check(), remaining)
         except TimeoutError as e:
             raise TalksTimeout(talk_id, timeout, status) from e
-        if isinstance(seen, TalkResult):
-            return seen
-        status = seen.status
+        except TalksError as e:
+            if not e.transient:
+                raise
+            failing = e
+        else:
+            if isinstance(seen, TalkResult):
+                return seen
+            status, failing = seen.status, None
         await nap(min(interval, max(0.0, deadline - clock())), wake, sleep)
         interval = min(interval * GROWTH, max_interval)
 

@@ -34,6 +34,8 @@ def serve(
 
     overrides = {"host": host, "port": port, "data_dir": data_dir, "workers": workers}
     settings = EngineSettings(**{key: value for key, value in overrides.items() if value is not None})
+    if settings.workers:  # workers speak: refuse to start on a missing or altered model or voice
+        _check_speech_files()
     api = create_app(settings)
     for path in api.state.generated:
         what = "API key" if path.name == KEY_FILE else "webhook signing secret"
@@ -43,3 +45,13 @@ def serve(
         typer.echo(f"talkmill engine: API key in {key_file}", err=True)
     typer.echo(f"talkmill engine: serving on {api.state.settings.base_url} (docs at /docs)", err=True)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _check_speech_files() -> None:
+    from talkmill_engine.speech.kokoro_files import KokoroFilesError, check
+
+    try:
+        check()
+    except KokoroFilesError as e:
+        typer.echo(f"talkmill engine: {e.description}", err=True)
+        raise typer.Exit(2) from e

@@ -1,18 +1,17 @@
 """Fetching talk inputs (portrait, audio, logo) from URLs: size-capped (by the caps in talks_contract.limits),
 time-limited, SSRF-guarded.
 
-A URL comes from a caller, so it must not reach what the engine can reach and the caller cannot: private
-networks, loopback, link-local (cloud metadata at 169.254.169.254). Each http(s) hop is resolved once,
-every address checked, and the connection made to the checked address (so a DNS answer that changes
-between check and connect, "DNS rebinding", cannot slip through).
+A URL comes from a caller, so it must not reach what the engine can reach and the caller cannot. Which
+addresses it may reach is the contract's URL policy (talks_contract.urlpolicy: public only unless
+allowlisted, cloud metadata never), one for inputs and one for webhook targets. Each http(s) hop is
+resolved once, every address checked, and the connection made to the checked address (so a DNS answer
+that changes between check and connect, "DNS rebinding", cannot slip through).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -25,11 +24,19 @@ import anyio
 import httpx
 
 from talkmill_engine.errors import EngineError, ValidationError
+from talks_contract.urlpolicy import (
+    HTTP_SCHEMES,
+    MAX_REDIRECTS,
+    PUBLIC_ONLY,
+    REDIRECT_STATUSES,
+    UrlPolicy,
+    UrlRefused,
+    resolve_host,
+)
 
-MAX_REDIRECTS = 5
 SCHEMES = ("http", "https", "s3", "upload")
 UPLOAD_KINDS = ("images", "audios")
-REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+WEBHOOK_FIELD = "webhook"  # the talk's field naming a webhook target; every other URL field is an input
 
 _ALLOWED_SCHEMES = "http(s) URLs of public hosts, s3://bucket/key, or the upload:// URL of POST /images"
 _UPLOAD_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}")  # one path segment, never "." or ".."
@@ -37,10 +44,14 @@ _UPLOAD_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}")  # one path seg
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    allow_private: bool = False  # TALKMILL_ENGINE_ALLOW_PRIVATE_URLS=1: tests and the demo use loopback
+    inputs: UrlPolicy = PUBLIC_ONLY  # source_url, audio_url, the logo: TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS
+    webhooks: UrlPolicy = PUBLIC_ONLY  # webhook targets: TALKMILL_ENGINE_ALLOWED_WEBHOOK_NETWORKS
     timeout: float = 20.0  # seconds for the whole fetch, redirects included, not per read
     uploads_dir: Path | None = None  # where upload://images/<name> and upload://audios/<name> live
     s3_endpoint_url: str | None = None  # None: AWS itself; credentials from the usual AWS_* variables
+
+    def addresses_for(self, field: str) -> UrlPolicy:
+        return self.webhooks if field == WEBHOOK_FIELD else self.inputs
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,8 @@ class PinnedURL:
 def check_url(url: str, field: str, policy: FetchPolicy) -> None:
     """The synchronous check at POST time; raises ValidationError naming `field`."""
     parsed = parse_url(url, field, ValidationError)
-    if parsed.scheme in ("http", "https"):
-        pin(parsed, field, policy, ValidationError)
+    if parsed.scheme in HTTP_SCHEMES:
+        pin(parsed, field, policy.addresses_for(field), ValidationError)
     elif parsed.scheme == "upload":
         _read_upload(parsed, _Job(field, 0, policy, ValidationError), check_only=True)
     else:
@@ -91,55 +102,24 @@ def parse_url(url: str, field: str, error: type[EngineError]) -> httpx.URL:
     return parsed
 
 
-def pin(url: httpx.URL, field: str, policy: FetchPolicy, error: type[EngineError]) -> PinnedURL:
-    """Resolve the host once and check every address; the first one is the one to connect to."""
+def pin(url: httpx.URL, field: str, addresses: UrlPolicy, error: type[EngineError]) -> PinnedURL:
+    """Resolve the host once and check every address against `addresses` (the policy's inputs or
+    webhooks); the first one is the one to connect to."""
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        addresses = resolve_host(url.host, port)
+        answers = resolve_host(url.host, port)  # this module's name: tests replace it
     except OSError as e:
         what = f"could not resolve the host {url.host!r} ({e})"
         raise _fail(error, field, what, "a resolvable host") from e
-    if not addresses:
-        raise _fail(error, field, f"could not resolve the host {url.host!r}", "a resolvable host")
-    blocked = [a for a in addresses if not is_public_address(a)]
-    if blocked and not policy.allow_private:
-        raise _fail(
-            error,
-            field,
-            f"the host {url.host!r} is (or resolves to) the non-public address {blocked[0]}",
-            "public internet addresses only (no private, loopback, link-local, multicast or reserved ones)",
-        )
-    return PinnedURL(url, addresses[0])
+    try:
+        return PinnedURL(url, addresses.check(url.host, answers))
+    except UrlRefused as e:
+        raise _fail(error, field, e.problem, e.allowed) from e
 
 
-async def pin_async(url: httpx.URL, field: str, policy: FetchPolicy, error: type[EngineError]) -> PinnedURL:
+async def pin_async(url: httpx.URL, field: str, addresses: UrlPolicy, error: type[EngineError]) -> PinnedURL:
     # getaddrinfo blocks; abandon it (not the event loop) if the deadline passes meanwhile
-    return await anyio.to_thread.run_sync(partial(pin, url, field, policy, error), abandon_on_cancel=True)
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Every address the host resolves to (an IP literal resolves to itself); tests replace this."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
-    return all(_is_public(candidate) for candidate in (ip, *_embedded_ipv4(ip)))
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    # is_global alone misses multicast (224.0.0.1 counts as "global") and IPv4-compatible ::a.b.c.d
-    flags = (ip.is_private, ip.is_loopback, ip.is_link_local, ip.is_multicast, ip.is_reserved)
-    return ip.is_global and not ip.is_unspecified and not any(flags)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries (mapped ::ffff:a.b.c.d, 6to4, Teredo): each is checked too."""
-    if not isinstance(ip, ipaddress.IPv6Address):
-        return []
-    teredo = list(ip.teredo) if ip.teredo else []
-    return [a for a in (ip.ipv4_mapped, ip.sixtofour, *teredo) if a is not None]
+    return await anyio.to_thread.run_sync(partial(pin, url, field, addresses, error), abandon_on_cancel=True)
 
 
 # -- fetching ----------------------------------------------------------------------------------------------
@@ -206,7 +186,7 @@ async def _fetch_http(url: httpx.URL, job: _Job, transport: httpx.AsyncBaseTrans
     # environment would connect on our behalf to an address we never checked
     async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=job.policy.timeout) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            target = await pin_async(url, job.field, job.policy, job.error)
+            target = await pin_async(url, job.field, job.policy.inputs, job.error)
             body, location = await _get_hop(client, target, job)
             if location is None:
                 return body
@@ -247,7 +227,7 @@ def _next_hop(url: httpx.URL, location: str, job: _Job) -> httpx.URL:
         next_url = url.join(location)
     except httpx.InvalidURL as e:
         raise job.fail(f"{url.host} redirected to an invalid URL", "http(s) redirects") from e
-    if next_url.scheme not in ("http", "https") or not next_url.host:
+    if next_url.scheme not in HTTP_SCHEMES or not next_url.host:
         raise job.fail(f"{url.host} redirected to {next_url.scheme}://", "http(s) redirects only")
     return next_url
 

@@ -4,6 +4,10 @@ Its data dir persists (default ./.talkmill/engine), so a re-run finds talks stil
 keeps the port it used last (stored beside the data): a finished talk's result_url names that port.
 The key and webhook secret are read or generated in the data dir, as the engine itself would. An engine
 left running on that port by a run that was killed is adopted (and stopped at the end), never doubled.
+
+It reaches public addresses only for inputs (the pipeline uploads local portraits through POST /images,
+so it needs no private ones, and a CSV or a dropped file must not make it fetch internal addresses), and
+loopback only for webhooks: the run's own receiver listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ DEFAULT_DATA_DIR = Path(".talkmill/engine")
 PORT_FILE = "local_port"
 PID_FILE = "local_pid"
 START_TIMEOUT = 120.0  # the workers load their models before /health counts them
+LOOPBACK = "127.0.0.0/8,::1/128"
+URL_POLICY_ENV = {  # set whatever the caller's environment says: the embedded engine's policy is fixed
+    "TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS": "",
+    "TALKMILL_ENGINE_ALLOWED_WEBHOOK_NETWORKS": LOOPBACK,
+    "TALKMILL_ENGINE_ALLOW_PRIVATE_URLS": "0",
+}
 
 
 class LocalEngine:
     def __init__(self, data_dir: Path = DEFAULT_DATA_DIR, workers: int | None = None) -> None:
-        settings, _ = prepare(EngineSettings(data_dir=data_dir))
+        # allow_private_urls: this engine's URL policy is fixed (URL_POLICY_ENV); no deprecation warning
+        settings, _ = prepare(EngineSettings(data_dir=data_dir, allow_private_urls=False))
         self.data_dir = data_dir
         self.key = settings.key_values()[0]
         self.webhook_secret = settings.webhook_secret.get_secret_value()
@@ -45,8 +56,7 @@ class LocalEngine:
             **os.environ,
             "TALKMILL_ENGINE_KEYS": self.key,
             "TALKMILL_ENGINE_WEBHOOK_SECRET": self.webhook_secret,
-            # Loopback only: webhooks go to the pipeline's receiver on 127.0.0.1.
-            "TALKMILL_ENGINE_ALLOW_PRIVATE_URLS": "1",
+            **URL_POLICY_ENV,
         }
         command = [sys.executable, "-m", "talkmill_engine", "serve", "--port", str(self.port),
                    "--data-dir", str(self.data_dir), "--workers", str(self.workers), "--log-level", "warning"]

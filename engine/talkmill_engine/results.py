@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
+
 from talkmill_engine.errors import UnknownError
 from talks_contract.s3 import s3_client
 
@@ -45,6 +47,12 @@ class Results(Protocol):
     def local_file(self, talk_id: str, filename: str) -> Path | None:
         """The file this engine serves at /results/<talk id>/<filename>, if any."""
 
+    def upload_of(self, url: str) -> tuple[str, str] | None:
+        """(kind, file name) of the upload of this engine's that `url` names (it may not exist), else None."""
+
+    def holds(self, url: str) -> bool:
+        """Whether an s3:// URL names a place inside this engine's own results and uploads."""
+
 
 @dataclass(frozen=True)
 class _Results:
@@ -71,6 +79,16 @@ class _Results:
 
     def _client(self) -> Any:
         return s3_client(self.s3_endpoint_url, signature_version="s3v4")  # v4: presigned URLs work everywhere
+
+    def upload_of(self, url: str) -> tuple[str, str] | None:
+        """upload://<kind>/<name>, read as the fetcher reads it (httpx's parse, the decoded path)."""
+        parsed = _parse(url)
+        if parsed is None or parsed.scheme != "upload":
+            return None
+        return parsed.host, parsed.path.removeprefix("/")
+
+    def holds(self, url: str) -> bool:
+        return False  # local results: no s3:// URL is inside them
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,25 @@ class S3Results(_Results):
     def local_file(self, talk_id: str, filename: str) -> Path | None:
         return None  # served from S3, by the presigned URLs
 
+    def upload_of(self, url: str) -> tuple[str, str] | None:
+        """upload://<kind>/<name>, or s3://<bucket>/<prefix>/uploads/<kind>/<name> (store_upload's URLs)."""
+        parsed = _parse(url)
+        if parsed is None or parsed.scheme != "s3":
+            return super().upload_of(url)
+        bucket, uploads = self._location("uploads")
+        key = parsed.path.removeprefix("/")
+        if parsed.host != bucket.lower() or not key.startswith(uploads + "/"):
+            return None
+        kind, _, name = key.removeprefix(uploads + "/").partition("/")
+        return kind, name
+
+    def holds(self, url: str) -> bool:
+        parsed = _parse(url)
+        bucket, prefix = self._location()
+        key = parsed.path.removeprefix("/") if parsed is not None else ""
+        inside = not prefix or key == prefix or key.startswith(prefix + "/")
+        return parsed is not None and parsed.scheme == "s3" and parsed.host == bucket.lower() and inside
+
     def _location(self, *parts: str) -> tuple[str, str]:
         """(bucket, key) of `parts` under the results URL's prefix."""
         bucket, _, prefix = self.url.removeprefix("s3://").partition("/")
@@ -149,6 +186,13 @@ def open_results(settings: EngineSettings) -> Results:
         return S3Results(settings.results_dir, settings.s3_endpoint_url, settings.results_s3_url)
     endpoint = settings.s3_endpoint_url  # local results still copy to a caller's s3:// result_url
     return LocalResults(settings.results_dir, endpoint, settings.uploads_dir, settings.base_url)
+
+
+def _parse(url: str) -> httpx.URL | None:
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return None  # the fetcher refuses it as no URL at all
 
 
 @contextmanager

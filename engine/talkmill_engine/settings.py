@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from talks_contract.urlpolicy import UrlPolicy
 
 KEY_FILE = "api_key"
 WEBHOOK_SECRET_FILE = "webhook_secret"
+EVERY_NETWORK = ("0.0.0.0/0", "::/0")  # what the deprecated allow_private_urls means (metadata still refused)
 
 
 class EngineSettings(BaseSettings):
@@ -28,18 +32,24 @@ class EngineSettings(BaseSettings):
     keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     keys_file: Path | None = None
     webhook_secret: SecretStr | None = None
-    allow_private_urls: bool = False  # loopback/private/link-local fetches (tests, the local demo)
+    # Non-public networks (CIDR) or host names that inputs (source_url, audio_url, logo) and webhook
+    # targets may reach, comma-separated; unset: public addresses only. Cloud metadata: never.
+    allowed_input_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_webhook_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allow_private_urls: bool = False  # deprecated: both lists above = every network, when they are unset
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0)  # 0: accept, never render
     max_queue: int = Field(100, ge=1)  # created + started talks; beyond it POST /talks answers 429
     public_base_url: str | None = None  # where results are served; default http://{host}:{port}
     s3_endpoint_url: str | None = None  # S3-compatible store (SeaweedFS, MinIO); None: AWS
     fetch_timeout: float = Field(20.0, gt=0)  # seconds, per fetched input
     webhook_timeout: float = Field(10.0, gt=0)
+    webhook_schedule_scale: float = Field(1.0, gt=0)  # multiplies the retry schedule (jobs/dispatch.py)
     # Replicas: talks in PostgreSQL (postgresql://user:password@host:5432/db; unset: SQLite in the data
     # dir) and results in S3 (s3://bucket/prefix, served by presigned URLs; unset: from the data dir).
     database_url: SecretStr | None = None
     results_s3_url: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$")
     lease_seconds: float = Field(30.0, gt=0)  # a replica killed mid-render frees its talk this late
+    kokoro_dir: Path | None = None  # Kokoro's model and voices; None: <sys.prefix>/share/talkmill/kokoro
 
     @field_validator("keys", mode="before")
     @classmethod
@@ -47,6 +57,33 @@ class EngineSettings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @field_validator("allowed_input_networks", "allowed_webhook_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, (str, list)):
+            return UrlPolicy.from_entries(value).entries  # a bad entry fails here, at start, naming the setting
+        return value
+
+    @model_validator(mode="after")
+    def _deprecated_allow_private(self) -> EngineSettings:
+        if self.allow_private_urls:
+            warnings.warn(
+                "TALKMILL_ENGINE_ALLOW_PRIVATE_URLS is deprecated: set TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS"
+                " and TALKMILL_ENGINE_ALLOWED_WEBHOOK_NETWORKS (CIDR or host names) instead; until then it"
+                " allows every network to both (cloud metadata excepted)", FutureWarning, stacklevel=2)
+        return self
+
+    @property
+    def input_url_policy(self) -> UrlPolicy:
+        return self._url_policy(self.allowed_input_networks)
+
+    @property
+    def webhook_url_policy(self) -> UrlPolicy:
+        return self._url_policy(self.allowed_webhook_networks)
+
+    def _url_policy(self, entries: list[str]) -> UrlPolicy:
+        return UrlPolicy.from_entries(entries or (EVERY_NETWORK if self.allow_private_urls else ()))
 
     @property
     def base_url(self) -> str:

@@ -28,6 +28,8 @@ class DeliveryResult:
     delivered: bool
     attempts: int
     last_error: str | None = None
+    retry: bool = False  # not delivered, and a later attempt may succeed (no refusal by the receiver)
+    retry_after: float | None = None  # what the receiver asked for with its last answer, in seconds
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ async def deliver_webhook(
     finally:
         if own_client:
             await client.aclose()
-    return DeliveryResult(outcome.delivered, attempt, None if outcome.delivered else outcome.error)
+    if outcome.delivered:
+        return DeliveryResult(True, attempt)
+    return DeliveryResult(False, attempt, outcome.error, outcome.retry, outcome.retry_after)
 
 
 async def _attempt(
@@ -77,7 +81,7 @@ async def _attempt(
 ) -> _Outcome:
     try:
         with anyio.fail_after(policy.timeout):
-            target = await pin_async(_webhook_url(url), "webhook", policy, _Refused)
+            target = await pin_async(_webhook_url(url), "webhook", policy.webhooks, _Refused)
             headers = {
                 **target.headers,
                 "Content-Type": "application/json",

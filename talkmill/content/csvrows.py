@@ -1,8 +1,9 @@
 """CSV → one section per row, every bad row reported at once (CsvRowsError) before anything is made.
 
-Relative paths in a row (`source`, `presenter_image`) are resolved against the CSV's own location. What a
-row may ask for (text lengths, result formats, expressions, driver URLs) is the Talks contract's, so a row
-is refused here exactly when the engine would refuse its talk.
+Relative paths in a row (`source`, `presenter_image`) are resolved against the CSV's own location, and a
+local path or file:// URL must stay inside the CSV's own folder or `fetch.local_roots`
+(talkmill.content.uris). What a row may ask for (text lengths, result formats, expressions, driver URLs)
+is the Talks contract's, so a row is refused here exactly when the engine would refuse its talk.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from talkmill.content.images import IMAGE_ADVICE, has_image_suffix
 from talkmill.content.text import decode
-from talkmill.content.uris import resolve_relative, slug
+from talkmill.content.uris import is_local_reference, outside_folder_problem, resolve_relative, slug
 from talkmill.errors import ContentError, CsvRowsError, EmptyContentError, RowProblem
 from talkmill.models import Section
 from talks_contract.drivers import GRAMMAR, parse_driver_url
@@ -26,6 +30,7 @@ OVERRIDE_COLUMNS = ("id", "presenter_image", "voice_provider", "voice_id", "driv
 CHOICES = {"stitch": ("true", "false"), "result_format": RESULT_FORMATS, "expression": EXPRESSIONS}
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 HEADER_NAMES_TEXT = re.compile(rb"(^|,)\s*\"?(text|source)\"?\s*(,|$)")
+LOCAL_COLUMNS = ("source", "presenter_image")  # the cells that may name a file
 
 
 def sniff(head: bytes) -> bool:
@@ -34,13 +39,14 @@ def sniff(head: bytes) -> bool:
     return b"," in first_line and HEADER_NAMES_TEXT.search(first_line) is not None
 
 
-def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
+def parse(data: bytes, uri: str, local_roots: Sequence[Path] = ()) -> tuple[str | None, list[Section]]:
     """A CSV's title is its file's name: its rows are scripts of their own, not chapters of one."""
-    return slug(uri), csv_sections(decode(data, uri), uri)
+    return slug(uri), csv_sections(decode(data, uri), uri, local_roots)
 
 
-def csv_sections(text: str, uri: str) -> list[Section]:
-    """One section per row; every bad row reported at once (CsvRowsError) before anything is made."""
+def csv_sections(text: str, uri: str, local_roots: Sequence[Path] = ()) -> list[Section]:
+    """One section per row; every bad row reported at once (CsvRowsError) before anything is made. Files
+    the rows name must be inside the CSV's folder or `local_roots`."""
     try:
         records = _records(text)
     except csv.Error as error:
@@ -74,7 +80,7 @@ def csv_sections(text: str, uri: str) -> list[Section]:
     frame.columns = columns
     rows = [{key: value.strip() for key, value in record.items()} for record in frame.to_dict("records")]
     lines = [line for line, _ in records]
-    if problems := _row_problems(rows, lines):
+    if problems := _row_problems(rows, lines, _Place(uri, tuple(local_roots))):
         raise CsvRowsError(uri, problems)
     return [_row_section(row, line, uri) for row, line in zip(rows, lines)]
 
@@ -103,12 +109,12 @@ def _header_problems(columns: list[str]) -> list[RowProblem]:
     return problems
 
 
-def _row_problems(rows: list[dict[str, str]], lines: list[int]) -> list[RowProblem]:
+def _row_problems(rows: list[dict[str, str]], lines: list[int], place: _Place) -> list[RowProblem]:
     problems: list[RowProblem] = []
     first_line_of_id: dict[str, int] = {}
     for row, line in zip(rows, lines):
         problems += [RowProblem(line=line, column=column, problem=problem)
-                     for column, problem in _check_row(row)]
+                     for column, problem in _check_row(row, place)]
         row_id = row.get("id", "")
         if row_id and row_id in first_line_of_id:
             problems.append(RowProblem(line=line, column="id", problem=(
@@ -117,7 +123,7 @@ def _row_problems(rows: list[dict[str, str]], lines: list[int]) -> list[RowProbl
     return problems
 
 
-def _check_row(row: dict[str, str]) -> list[tuple[str, str]]:
+def _check_row(row: dict[str, str], place: _Place) -> list[tuple[str, str]]:
     text, source = row.get("text", ""), row.get("source", "")
     found: list[tuple[str, str]] = []
     if not text and not source:
@@ -139,10 +145,27 @@ def _check_row(row: dict[str, str]) -> list[tuple[str, str]]:
     if row.get("voice_provider") and not row.get("voice_id"):
         provider = row["voice_provider"]
         found.append(("voice_id", f"empty while voice_provider is {provider!r}; name one of its voices"))
-    image = row.get("presenter_image", "")
-    if image and "://" not in image and not has_image_suffix(image):
-        found.append(("presenter_image", f"{image!r}: {IMAGE_ADVICE}"))
+    found += [(column, problem) for column in LOCAL_COLUMNS if (problem := _file_problem(row, column, place))]
     return found
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where the CSV is, and the other folders its rows may name files in."""
+
+    uri: str
+    local_roots: tuple[Path, ...]
+
+
+def _file_problem(row: dict[str, str], column: str, place: _Place) -> str | None:
+    value = row.get(column, "")
+    if not value:
+        return None
+    if problem := outside_folder_problem(value, place.uri, place.local_roots):
+        return problem
+    if column == "presenter_image" and is_local_reference(value) and not has_image_suffix(value):
+        return f"{value!r}: {IMAGE_ADVICE}"
+    return None
 
 
 def _driver_problem(url: str) -> str | None:

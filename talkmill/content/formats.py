@@ -5,6 +5,9 @@ Each format is one parser module with two functions:
     parse(data: bytes, uri: str) -> (title | None, [Section, ...])   ContentError naming `uri` on bad input
     sniff(head: bytes) -> bool                                      does this content look like the format?
 
+A format whose content names local files (`names_files`: CSV's presenter_image and source) takes a third
+argument, the folders it may name files in besides its own (talkmill.content.uris).
+
 Adding a format is one new parser module and one entry in FORMATS. Detection: a known suffix decides; else
 the first format (in FORMATS order) whose `sniff` accepts the content, so text, which accepts anything,
 stays last. Parsers are imported when first used: reading the registry (`talkmill --help`, folder
@@ -15,8 +18,11 @@ from __future__ import annotations
 
 import importlib
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import urlparse
 
 SNIFF_BYTES = 8192  # how much of a source the sniffers see
@@ -27,16 +33,22 @@ class Format:
     kind: str  # the Document's source.type, and the `kind` a caller may force
     suffixes: tuple[str, ...]  # lowercase, with the dot; the first is the usual one
     module: str  # the parser module: parse(data, uri) and sniff(head)
+    names_files: bool = False  # parse(data, uri, local_roots)
 
     @property
     def parser(self) -> ModuleType:
         return importlib.import_module(self.module)
 
+    def parse(self, data: bytes, uri: str, local_roots: Sequence[Path] = ()) -> tuple[str | None, list[Any]]:
+        if self.names_files:
+            return self.parser.parse(data, uri, local_roots)
+        return self.parser.parse(data, uri)
+
 
 FORMATS: tuple[Format, ...] = (
     Format("html", (".html", ".htm", ".xhtml"), "talkmill.content.html"),
     Format("markdown", (".md", ".markdown"), "talkmill.content.markdown"),
-    Format("csv", (".csv",), "talkmill.content.csvrows"),
+    Format("csv", (".csv",), "talkmill.content.csvrows", names_files=True),
     Format("text", (".txt", ".text"), "talkmill.content.text"),  # last: it sniffs anything
 )
 

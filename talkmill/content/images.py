@@ -2,8 +2,8 @@
 
 The engine decodes portraits (with Pillow, an engine dependency); the pipeline only refuses, before any
 talk is created, what cannot be a portrait: a file that is not JPEG, PNG or WebP by its magic bytes, whose
-header gives no size, or that is larger than the contract allows. Whether a face is in it, or whether it
-is large enough for one, is the backend's to say.
+header gives no size, or that is larger than the contract allows (read no further than that limit).
+Whether a face is in it, or whether it is large enough for one, is the backend's to say.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from talkmill.content.files import read_capped
 from talkmill.errors import ContentError
 from talks_contract.limits import MAX_IMAGE_BYTES
 
@@ -28,16 +29,15 @@ def has_image_suffix(name: str) -> bool:
 
 
 def image_file_problem(path: Path) -> str | None:
-    """Why this local file cannot be a portrait, or None; OSError when it cannot be read. A file over
-    the limit is refused by its size, unread."""
-    size = path.stat().st_size
-    return _too_large(size) if size > MAX_IMAGE_BYTES else image_problem(path.read_bytes())
+    """Why this local file cannot be a portrait, or None; OSError when it cannot be read (or is not a
+    regular file: /dev/zero, a FIFO). No more than the limit is read."""
+    return image_problem(read_capped(path, MAX_IMAGE_BYTES))
 
 
 def image_problem(data: bytes) -> str | None:
     """Why these bytes cannot be a portrait, or None."""
     if len(data) > MAX_IMAGE_BYTES:
-        return _too_large(len(data))
+        return f"larger than {MAX_IMAGE_BYTES // 2**20} MB; at most {MAX_IMAGE_BYTES:,} bytes are allowed"
     try:
         kind, width, height = image_header(data)
     except ContentError as error:
@@ -45,10 +45,6 @@ def image_problem(data: bytes) -> str | None:
     if width < 1 or height < 1:
         return f"the {kind} header gives a size of {width}x{height} pixels"
     return None
-
-
-def _too_large(size: int) -> str:
-    return f"{size:,} bytes; at most {MAX_IMAGE_BYTES:,} are allowed"
 
 
 def image_header(data: bytes) -> tuple[str, int, int]:

@@ -855,12 +855,15 @@ def container_port(container: dict, port: int | str) -> int | None:
 
 
 def test_k8s_probes_hit_health_on_the_container_port():
+    """Readiness (and start-up) on /health, green once models are loaded; the engine's liveness on /live, so
+    a worker loading models (or restarting) is not killed for it."""
     for workload, spec in pod_specs().items():
         for container in spec["containers"]:
             for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 probe = container.get(kind)
                 if probe:
-                    assert probe["httpGet"]["path"] == "/health", (workload, kind)
+                    live = (workload, kind) == ("talkmill-engine", "livenessProbe")
+                    assert probe["httpGet"]["path"] == ("/live" if live else "/health"), (workload, kind)
                     assert container_port(container, probe["httpGet"]["port"]), (workload, kind, "port not declared")
     (engine,) = k8s("Deployment")["talkmill-engine"]["spec"]["template"]["spec"]["containers"]
     assert engine.get("readinessProbe") and engine.get("livenessProbe")

@@ -27,6 +27,7 @@ ENGINE_COMMAND = [sys.executable, "-m", "talkmill_engine"]
 PORTRAITS = {"grace_hopper.jpg": ROOT / "talkmill" / "assets" / "grace_hopper.jpg",
              "astronaut.png": ROOT / "examples" / "presenters" / "astronaut.png"}
 KEY = "tester:s3cret-key"
+LOOPBACK = "127.0.0.0/8,::1/128"  # the URL policy's allowlist of tests that serve inputs and receive webhooks here
 FINAL = ("done", "error", "rejected")
 
 
@@ -72,12 +73,15 @@ class Engine:
 def start_engine(
     data_dir: Path, workers: int = 2, allow_private: bool = True, port: int | None = None, **env: str
 ) -> Engine:
-    """Starts `talkmill-engine serve` and waits until /health answers (and the workers are up)."""
+    """Starts `talkmill-engine serve` and waits until /health answers (and the workers are up).
+    `allow_private`: inputs and webhooks may reach loopback (the explicit allowlist), else public only."""
     port = port or free_port()
+    allowed = LOOPBACK if allow_private else ""
     environment = {
         **os.environ,
         "TALKMILL_ENGINE_KEYS": KEY,
-        "TALKMILL_ENGINE_ALLOW_PRIVATE_URLS": "1" if allow_private else "0",
+        "TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS": allowed,
+        "TALKMILL_ENGINE_ALLOWED_WEBHOOK_NETWORKS": allowed,
         "TALKMILL_ENGINE_WEBHOOK_SECRET": env.pop("webhook_secret", "whsec-test"),
         **{f"TALKMILL_ENGINE_{name.upper()}": str(value) for name, value in env.items()},
     }

@@ -1,4 +1,5 @@
-"""Guarded fetching of talk inputs: the address guard, caps, deadlines, redirects, upload:// and s3://.
+"""Guarded fetching of talk inputs: the address guard (the contract's URL policy), caps, deadlines,
+redirects, upload:// and s3://.
 
 Real servers on 127.0.0.1 (a small http.server, and SeaweedFS for S3); httpx.MockTransport only where a
 loopback server cannot stand in for a public host (pinning to the checked address, redirects off it).
@@ -19,12 +20,16 @@ import pytest
 from talkmill_engine import fetch
 from talkmill_engine.errors import AudioError, SourceError, ValidationError
 from talkmill_engine.fetch import FetchPolicy, check_url, fetch_bytes
+from talkmill_engine.settings import EngineSettings
 
 from talks_contract.limits import MAX_AUDIO_BYTES, MAX_IMAGE_BYTES
+from talks_contract.urlpolicy import PUBLIC_ONLY, UrlPolicy
+from tests.engine.helpers import LOOPBACK as LOOPBACK_NETWORKS
 from tests.s3server import S3Server  # the `seaweedfs` fixture comes from tests/conftest.py
 
-LOOPBACK = FetchPolicy(allow_private=True, timeout=5.0)
-GUARDED = FetchPolicy(allow_private=False, timeout=5.0)
+LOOPBACK = FetchPolicy(inputs=UrlPolicy.from_entries(LOOPBACK_NETWORKS), timeout=5.0)
+GUARDED = FetchPolicy(timeout=5.0)
+EVERYTHING = FetchPolicy(inputs=UrlPolicy.from_entries("0.0.0.0/0,::/0"), timeout=5.0)
 PUBLIC_IP = "93.184.216.34"  # what a mocked resolver answers for a "public" name; never connected to
 
 
@@ -72,6 +77,9 @@ def _handler(sent: dict[str, int]) -> type[BaseHTTPRequestHandler]:
             self._head(200, {"Content-Encoding": "gzip", "Content-Length": "3"})
             self.wfile.write(b"abc")
 
+        def route_to(self, target: str) -> None:  # /to/<host:port/path>: a redirect there
+            self._head(302, {"Location": f"http://{target}", "Content-Length": "0"})
+
         def route_missing(self, _: str) -> None:
             self._head(404, {"Content-Length": "0"})
 
@@ -116,23 +124,101 @@ def _fetch(url: str, policy: FetchPolicy = LOOPBACK, max_bytes: int = MAX_IMAGE_
 
 REFUSED_HOSTS = [
     "127.0.0.1", "127.1", "2130706433", "0x7f.1", "localhost", "0.0.0.0", "10.0.0.1", "172.16.5.4",
-    "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
-    "[::1]", "[::]", "[fe80::1]", "[fc00::1]", "[ff02::1]", "[::ffff:127.0.0.1]", "[::ffff:169.254.169.254]",
-    "[::ffff:10.0.0.1]", "[2002:7f00:1::]", "[::127.0.0.1]",
+    "192.168.1.1", "169.254.1.1", "100.64.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
+    "[::1]", "[::]", "[fe80::1]", "[fc00::1]", "[ff02::1]", "[::ffff:127.0.0.1]", "[::ffff:169.254.1.1]",
+    "[::ffff:10.0.0.1]", "[2002:7f00:1::]", "[::127.0.0.1]", "[64:ff9b::7f00:1]",
+]  # fmt: skip
+METADATA_HOSTS = [  # cloud metadata and credential endpoints, in the spellings a resolver reads
+    "169.254.169.254", "2852039166", "0xa9fea9fe", "169.254.43518", "0xa9.0xfe.0xa9.0xfe", "0251.0376.0251.0376",
+    "[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[::169.254.169.254]", "[64:ff9b::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]", "[fd00:ec2::254]", "[FD00:EC2:0:0:0:0:0:0254]", "169.254.170.2", "[fd00:ec2::23]",
+    "100.100.100.200", "168.63.129.16",
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("host", REFUSED_HOSTS)
-def test_non_public_hosts_are_refused_without_allow_private(host: str) -> None:
+def test_non_public_hosts_are_refused_by_default(host: str) -> None:
     with pytest.raises(ValidationError) as caught:
         check_url(f"http://{host}:8080/face.png", "source_url", GUARDED)
     assert caught.value.details["field"] == "source_url"
     assert "non-public address" in caught.value.description
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "localhost", "0.0.0.0"])
-def test_loopback_is_allowed_with_allow_private(host: str) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.8.7", "[::1]", "[::ffff:127.0.0.1]", "localhost"])
+def test_loopback_is_allowed_when_allowlisted(host: str) -> None:
     check_url(f"http://{host}:8080/face.png", "source_url", LOOPBACK)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "[::]", "[fe80::1]"])
+def test_an_allowlist_allows_only_what_it_names(host: str) -> None:
+    with pytest.raises(ValidationError, match="non-public address"):
+        check_url(f"http://{host}:8080/face.png", "source_url", LOOPBACK)
+
+
+@pytest.mark.parametrize("host", METADATA_HOSTS)
+def test_cloud_metadata_is_refused_even_when_every_network_is_allowed(host: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        check_url(f"http://{host}/latest/meta-data/", "source_url", EVERYTHING)
+    assert caught.value.details["field"] == "source_url"
+    if "not a valid URL" not in caught.value.description:  # octal: httpx refuses to parse it at all
+        assert "cloud metadata address" in caught.value.description
+
+
+def test_a_name_for_metadata_is_refused_even_when_the_name_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: ["169.254.169.254"])
+    named = FetchPolicy(inputs=UrlPolicy.from_entries("metadata.google.internal,169.254.0.0/16"))
+    with pytest.raises(ValidationError, match="cloud metadata address 169.254.169.254"):
+        check_url("http://metadata.google.internal/computeMetadata/v1/", "source_url", named)
+
+
+def test_an_allowlisted_host_name_may_resolve_to_private_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: ["10.1.2.3"])
+    intranet = FetchPolicy(inputs=UrlPolicy.from_entries("Portraits.Intranet.Example"))
+    check_url("https://portraits.intranet.example./ada.png", "source_url", intranet)
+    with pytest.raises(ValidationError, match="non-public address 10.1.2.3"):
+        check_url("https://other.intranet.example/ada.png", "source_url", intranet)
+
+
+def test_inputs_and_webhooks_have_their_own_allowlists() -> None:
+    hooks_only = FetchPolicy(webhooks=UrlPolicy.from_entries("127.0.0.1"))
+    check_url("http://127.0.0.1:9/talks-webhook", "webhook", hooks_only)
+    with pytest.raises(ValidationError, match="non-public address"):
+        check_url("http://127.0.0.1:9/face.png", "source_url", hooks_only)
+    with pytest.raises(ValidationError, match="non-public address"):
+        check_url("http://127.0.0.1:9/talks-webhook", "webhook", LOOPBACK)
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "http://x/", "a b/c", "-bad-.example"])
+def test_a_bad_allowlist_entry_is_refused_when_the_engine_starts(entry: str) -> None:
+    with pytest.raises(ValueError, match="allowed_input_networks"):
+        EngineSettings(allowed_input_networks=entry)
+
+
+def test_the_old_allow_private_setting_warns_and_allows_all_but_metadata() -> None:
+    with pytest.warns(FutureWarning, match="TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS"):
+        old = EngineSettings(allow_private_urls=True, allowed_webhook_networks="127.0.0.1")
+    policy = FetchPolicy(inputs=old.input_url_policy, webhooks=old.webhook_url_policy)
+    check_url("http://10.0.0.1/a.png", "source_url", policy)
+    with pytest.raises(ValidationError, match="cloud metadata"):
+        check_url("http://169.254.169.254/", "source_url", policy)
+    with pytest.raises(ValidationError, match="non-public"):  # a list that is set wins over the old flag
+        check_url("http://10.0.0.1/hook", "webhook", policy)
+
+
+def test_the_embedded_engine_fetches_public_inputs_and_loopback_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from talkmill_engine.local import URL_POLICY_ENV
+
+    monkeypatch.setenv("TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS", "0.0.0.0/0")  # the caller's, overridden
+    for name, value in URL_POLICY_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = EngineSettings()
+    assert settings.input_url_policy == PUBLIC_ONLY
+    policy = FetchPolicy(inputs=settings.input_url_policy, webhooks=settings.webhook_url_policy)
+    check_url("http://127.0.0.1:8765/talks-webhook", "webhook", policy)
+    check_url("http://[::1]:8765/talks-webhook", "webhook", policy)
+    for url, field in [("http://127.0.0.1:9/face.png", "source_url"), ("http://10.0.0.1/hook", "webhook")]:
+        with pytest.raises(ValidationError, match="non-public"):
+            check_url(url, field, policy)
 
 
 @pytest.mark.parametrize("url", ["http://93.184.216.34/a.png", "https://[2606:4700:4700::1111]/a.png"])
@@ -204,7 +290,7 @@ def test_fetch_returns_the_body(served: Served) -> None:
     assert _fetch(f"{served.base}/file/1234") == b"x" * 1234
 
 
-def test_fetch_refuses_loopback_without_allow_private(served: Served) -> None:
+def test_fetch_refuses_loopback_by_default(served: Served) -> None:
     with pytest.raises(SourceError, match="non-public address 127.0.0.1"):
         _fetch(f"{served.base}/file/10", GUARDED)
 
@@ -231,7 +317,7 @@ def test_size_cap_honours_content_length_before_reading(served: Served) -> None:
 
 
 def test_the_time_limit_is_total_not_per_read(served: Served) -> None:
-    policy = FetchPolicy(allow_private=True, timeout=1.0)
+    policy = FetchPolicy(inputs=LOOPBACK.inputs, timeout=1.0)
     started = time.monotonic()
     with pytest.raises(SourceError, match="timed out after 1 s"):
         _fetch(f"{served.base}/slow/c", policy)
@@ -261,6 +347,44 @@ def test_redirects_are_followed_up_to_five(served: Served) -> None:
     assert _fetch(f"{served.base}/hop/5") == b"xx"
     with pytest.raises(SourceError, match="more than 5 redirects"):
         _fetch(f"{served.base}/hop/6")
+
+
+@pytest.fixture
+def secret_server() -> Iterator[tuple[str, list[str]]]:
+    """A server on 127.0.0.2 (another loopback address) holding a secret: (its base URL, paths it served)."""
+    asked: list[str] = []
+
+    class Secret(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "11")
+            self.end_headers()
+            self.wfile.write(b"TOP-SECRET!")
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Secret)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"127.0.0.2:{server.server_address[1]}", asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_redirect_hop_passes_the_allowlist(served: Served, secret_server: tuple[str, list[str]]) -> None:
+    """127.0.0.1 is allowlisted, 127.0.0.2 is not: a redirect there is refused before it is requested."""
+    secret, asked = secret_server
+    only_one = FetchPolicy(inputs=UrlPolicy.from_entries("127.0.0.1/32"), timeout=5.0)
+    with pytest.raises(SourceError, match="non-public address 127.0.0.2") as caught:
+        _fetch(f"{served.base}/to/{secret}/key", only_one)
+    assert asked == [] and "TOP-SECRET" not in caught.value.description
+    assert _fetch(f"{served.base}/to/{secret}/key", LOOPBACK) == b"TOP-SECRET!"  # 127.0.0.0/8 allows it
+
+
+def test_a_redirect_to_metadata_is_refused_whatever_is_allowed(served: Served) -> None:
+    with pytest.raises(SourceError, match="cloud metadata address 169.254.169.254"):
+        _fetch(f"{served.base}/to/169.254.169.254/latest/meta-data/iam/", EVERYTHING)
 
 
 def test_fetch_works_from_inside_an_event_loop(served: Served) -> None:

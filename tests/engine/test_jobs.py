@@ -6,10 +6,13 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from talkmill_engine.jobs.dispatch import SCHEDULE
 from talkmill_engine.jobs.store import MAX_ATTEMPTS, TalkStore
 
 from talks_contract.signatures import verify
@@ -85,6 +88,75 @@ def test_a_pending_webhook_is_delivered_after_restart(fresh_data_dir: Path, stat
         receiver.close()
 
 
+def seed_ended_talk(data_dir: Path, webhook: str) -> str:
+    """An ended talk whose webhook is due, written as a worker would: engines with no worker deliver it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = TalkStore(data_dir / "talks.db")
+    talk_id = "tlk_seeded00000000"
+    store.create({"id": talk_id, "object": "talk", "status": "created", "created_at": "2024-01-01T00:00:00.000Z",
+                  "created_by": "tester", "webhook": webhook})  # fmt: skip
+    store.claim_next("seed")
+    store.finish_error(talk_id, {"kind": "SourceError", "description": "seeded"}, worker_id="seed")
+    store.close()
+    return talk_id
+
+
+def webhook_row(data_dir: Path, talk_id: str) -> tuple[str, int, str | None]:
+    with sqlite3.connect(data_dir / "talks.db") as conn:
+        return conn.execute("SELECT webhook_state, webhook_attempts, webhook_last_error FROM talks WHERE id = ?",
+                            (talk_id,)).fetchone()  # fmt: skip
+
+
+def wait_row(data_dir: Path, talk_id: str, done: object, timeout: float) -> tuple[str, int, str | None]:
+    deadline = time.monotonic() + timeout
+    while not done(row := webhook_row(data_dir, talk_id)):
+        assert time.monotonic() < deadline, f"webhook still {row} after {timeout} s"
+        time.sleep(0.1)
+    return row
+
+
+def test_a_receiver_down_longer_than_a_round_of_tries_still_gets_its_delivery(fresh_data_dir: Path) -> None:
+    """The schedule at 1/1000 of its length: attempts at about 0, 0.3, 0.6, 2, 7.5, 18 s. The receiver is
+    down for the first five (all of what the engine used to try, over 70 s) and up for the sixth."""
+    hook_port = free_port()
+    talk_id = seed_ended_talk(fresh_data_dir, f"http://127.0.0.1:{hook_port}/webhook")
+    engine = start_engine(fresh_data_dir, workers=0, webhook_secret=SECRET, webhook_schedule_scale="0.001")
+    receiver = None
+    try:
+        state, attempts, error = wait_row(fresh_data_dir, talk_id, lambda row: row[1] >= 5, timeout=30)
+        assert (state, attempts) == ("pending", 5) and "ConnectError" in error
+        receiver = WebhookReceiver(hook_port)
+        signature, raw = receiver.wait(timeout=30)
+        verify(SECRET, signature, raw)
+        assert json.loads(raw)["id"] == talk_id
+        assert wait_row(fresh_data_dir, talk_id, lambda row: row[0] != "pending", timeout=10)[:2] == ("delivered", 6)
+        assert len(receiver.calls) == 1
+    finally:
+        engine.kill(signal.SIGTERM)
+        if receiver:
+            receiver.close()
+
+
+def test_the_schedule_carries_on_across_a_restart_then_gives_up(fresh_data_dir: Path) -> None:
+    """At 1/10000 of its length the whole schedule takes ~9 s; the engine is killed midway."""
+    talk_id = seed_ended_talk(fresh_data_dir, f"http://127.0.0.1:{free_port()}/webhook")  # never listening
+    fast = {"webhook_secret": SECRET, "webhook_schedule_scale": "0.0001"}
+    first = start_engine(fresh_data_dir, workers=0, **fast)
+    try:
+        wait_row(fresh_data_dir, talk_id, lambda row: row[1] >= 3, timeout=30)
+    finally:
+        first.kill(signal.SIGKILL)
+    state, made, _ = webhook_row(fresh_data_dir, talk_id)
+    assert state == "pending" and 3 <= made < len(SCHEDULE)  # the count is in the store
+    second = start_engine(fresh_data_dir, workers=0, **fast)
+    try:
+        state, attempts, error = wait_row(fresh_data_dir, talk_id, lambda row: row[0] != "pending", timeout=60)
+        assert (state, attempts) == ("failed", len(SCHEDULE))  # the restart went on counting, not from 0
+        assert "ConnectError" in error
+    finally:
+        second.kill(signal.SIGTERM)
+
+
 def test_a_talk_that_keeps_crashing_its_worker_ends_as_an_error(tmp_path: Path) -> None:
     store = TalkStore(tmp_path / "talks.db")
     store.create({"id": "tlk_crashy0000", "status": "created", "created_at": "2024-01-01T00:00:00.000Z",
@@ -155,6 +227,57 @@ def test_a_dead_worker_is_replaced_and_its_talk_rendered(fresh_data_dir: Path, s
             "SELECT attempts FROM talks WHERE id = ?", (talk_id,)
         ).fetchone()
         assert row == (2,)
+    finally:
+        engine.kill(signal.SIGTERM)
+
+
+def watch_health(url: str, seen: list[tuple[int, str, int, int]], stop: threading.Event) -> None:
+    """Records every change of (HTTP status, status, workers, starting) of /health, and that /live answers."""
+    while not stop.is_set():
+        try:
+            answer = httpx.get(f"{url}/health", timeout=2)
+            live = httpx.get(f"{url}/live", timeout=2).status_code
+        except httpx.HTTPError:
+            time.sleep(0.02)
+            continue
+        body = answer.json()
+        state = (answer.status_code, body["status"], body["workers"], body["starting"])
+        assert live == 200, state  # alive all along, models or not
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        time.sleep(0.02)
+
+
+def test_health_turns_green_only_once_a_worker_has_loaded_its_models(fresh_data_dir: Path) -> None:
+    port, seen, stop = free_port(), [], threading.Event()
+    watcher = threading.Thread(target=watch_health, args=(f"http://127.0.0.1:{port}", seen, stop), daemon=True)
+    watcher.start()
+    ready, loading = (200, "ok", 1, 0), (503, "starting", 0, 1)
+    engine = start_engine(fresh_data_dir, workers=1, port=port)
+    try:
+        wait_until(lambda: seen[-1:] == [ready], seen)
+        assert seen == [loading, ready]
+        (worker,) = _worker_pids(engine.process.pid)
+        os.kill(worker, signal.SIGKILL)  # its replacement loads the models again: not ready meanwhile
+        wait_until(lambda: loading in seen[2:] and seen[-1] == ready, seen)
+    finally:
+        stop.set()
+        watcher.join(5)
+        engine.kill(signal.SIGTERM)
+
+
+def wait_until(condition: object, seen: list, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+
+
+def test_an_engine_without_workers_is_ready_at_once(fresh_data_dir: Path) -> None:
+    engine = start_engine(fresh_data_dir, workers=0)
+    try:
+        health = httpx.get(f"{engine.url}/health")
+        assert (health.status_code, health.json()) == (200, {"status": "ok", "workers": 0, "starting": 0, "queued": 0})
     finally:
         engine.kill(signal.SIGTERM)
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-HEAVY = ("cv2", "mediapipe", "piper", "onnxruntime", "onnx", "av")
+HEAVY = ("cv2", "mediapipe", "piper", "onnxruntime", "onnx", "av", "pocketsphinx")
 ROOT = Path(__file__).resolve().parents[2]
 
 API_PROCESS = textwrap.dedent(
@@ -19,7 +19,8 @@ API_PROCESS = textwrap.dedent(
     from talkmill_engine.api.app import create_app
     from talkmill_engine.settings import EngineSettings
 
-    settings = EngineSettings(data_dir=sys.argv[1], workers=0, keys=["k"], allow_private_urls=True)
+    settings = EngineSettings(data_dir=sys.argv[1], workers=0, keys=["k"],
+                              allowed_input_networks="127.0.0.1/32")
     answers = {}
     with TestClient(create_app(settings), headers={"Authorization": "Bearer k"}) as client:
         answers["voices"] = len(client.get("/tts/voices").json())

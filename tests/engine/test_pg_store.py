@@ -5,15 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from talkmill_engine.errors import BadRequestError, NotFoundError, NotReadyError
+from talkmill_engine.errors import NotFoundError, NotReadyError, ValidationError
 from talkmill_engine.jobs.pg_store import PgTalkStore
-from talkmill_engine.jobs.store import MAX_ATTEMPTS, SqliteTalkStore, TalkStore
+from talkmill_engine.jobs.sqlite_store import SqliteTalkStore
+from talkmill_engine.jobs.store import LEGACY_OWNER, MAX_ATTEMPTS, QueueFull, TalkStore
 from talkmill_engine.jobs.stores import open_talk_store
 from talkmill_engine.settings import EngineSettings
 
+from tests.engine.old_schema import OLD_IDS, old_pg_database, old_sqlite_database
 from tests.engine.pg import PgServer, new_database, postgres  # noqa: F401  (the session's PostgreSQL)
 
 CREATED_AT = "2024-01-01T00:00:00.000Z"
@@ -49,7 +52,7 @@ def test_create_get_list_and_page(stores: tuple[TalkStore, TalkStore]) -> None:
     last, token3 = other.list_page(2, token2)
     assert [t["id"][-1] for t in first + second + last] == ["4", "3", "2", "1", "0"]  # newest first
     assert token3 is None
-    with pytest.raises(BadRequestError):
+    with pytest.raises(ValidationError):
         other.list_page(2, "not-a-token")
 
 
@@ -173,3 +176,82 @@ def test_open_talk_store_follows_the_settings(tmp_path: Path, postgres: PgServer
     pg.create(talk(7))
     assert PgTalkStore(url).get("tlk_0000000007") is not None  # the schema exists once, shared
     assert url.split("@")[0] not in repr(EngineSettings(database_url=url))  # the password stays hidden
+
+
+# -- owners, admission, the drain rate -----------------------------------------------------------------
+
+
+def test_an_owner_sees_reads_pages_and_deletes_only_its_own(stores: tuple[TalkStore, TalkStore]) -> None:
+    store, other = stores
+    for n in range(6):
+        store.create(talk(n, created_by="alice" if n % 2 else "bob"))
+    assert store.get("tlk_0000000001", owner="bob") is None
+    assert store.get("tlk_0000000001", owner="alice").owner == "alice"
+    first, token = other.list_page(2, owner="alice")
+    rest, last = other.list_page(2, token, owner="alice")
+    assert [t["id"][-1] for t in first + rest] == ["5", "3", "1"] and last is None
+    assert [t["id"][-1] for t in other.list_page(10, token, owner="bob")[0]] == ["2", "0"]  # a token is no key
+    assert len(other.list_page(10)[0]) == 6  # the engine's own view: every talk
+    for n in (0, 1):
+        store.finish_error(store.claim_next("w").id, {"kind": "SourceError"}, worker_id="w")
+    with pytest.raises(NotFoundError):
+        other.delete("tlk_0000000001", owner="bob")
+    assert store.get("tlk_0000000001") is not None  # refused, and left as it was
+    assert other.delete("tlk_0000000001", owner="alice").owner == "alice"
+
+
+def test_admission_counts_and_inserts_as_one_step(stores: tuple[TalkStore, TalkStore]) -> None:
+    store, other = stores
+    refused: list[int] = []
+
+    def admit(n: int) -> None:
+        try:
+            (store, other)[n % 2].create(talk(n, created_by="alice"), max_active=12)
+        except QueueFull as full:
+            refused.append(full.active)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(admit, range(100)))
+    assert store.count_active() == 12 and len(refused) == 88
+    assert set(refused) == {12}
+    store.finish_done(store.claim_next("w").id, {}, worker_id="w")
+    other.create(talk(500), max_active=12)  # one ended: one place free
+    with pytest.raises(QueueFull):
+        other.create(talk(501), max_active=12)
+
+
+def test_recent_completions_measure_the_drain(stores: tuple[TalkStore, TalkStore]) -> None:
+    store, other = stores
+    assert other.recent_completions(60) == (0, 0.0)
+    for n in range(3):
+        store.create(talk(n))
+        store.finish_error(store.claim_next("w").id, {"kind": "SourceError"}, worker_id="w")
+        time.sleep(0.2)
+    count, age = other.recent_completions(60)
+    assert count == 3 and 0.4 <= age < 5
+    assert other.recent_completions(0.1) == (0, 0.0)  # all older than the window
+
+
+# -- databases an older engine made ------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def old_database(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201  (a store factory)
+    if request.param == "sqlite":
+        path = old_sqlite_database(tmp_path / "talks.db")
+        return lambda: SqliteTalkStore(path)
+    url = old_pg_database(new_database(request.getfixturevalue("postgres")))
+    return lambda: PgTalkStore(url)
+
+
+def test_a_database_of_an_older_engine_gets_owners_from_created_by(old_database) -> None:  # noqa: ANN001
+    store = old_database()
+    assert [store.get(talk_id).owner for talk_id in OLD_IDS] == ["tester", "key|0123456789abcdef", LEGACY_OWNER]
+    assert [t["id"] for t in store.list_page(10, owner="tester")[0]] == ["tlk_0000000001"]
+    assert store.get("tlk_0000000002", owner="tester") is None
+    assert store.count_active() == 1
+    store.create(talk(4, created_by="tester"), max_active=5)  # the new columns work on old rows
+    store.finish_done(store.claim_next("w").id, {}, worker_id="w")  # the old created talk, first in line
+    assert store.recent_completions(60)[0] == 1
+    again = old_database()  # a second start: migrated once, nothing repeated or lost
+    assert len(again.list_page(10)[0]) == 4
+    assert again.get("tlk_0000000004", owner="tester") is not None

@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from talkmill_engine.errors import FaceError
+from talkmill_engine.render import landmarks as L
+from talkmill_engine.render.animate import FaceAnimator
 from talkmill_engine.render.drivers import Driver, choose_driver
 from talkmill_engine.render.face import FaceFinder
+from talkmill_engine.render.glasses import wears_glasses
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.rig import Rig
-from talkmill_engine.render.talk import Renderer
-from talkmill_engine.render.visemes import loudness
+from talkmill_engine.render.talk import Renderer, build_tracks
+from talkmill_engine.render.teeth import to_lab
+from talkmill_engine.render.visemes import loudness, pose_of
 from talkmill_engine.render.warp import MeshWarp
 from talkmill_engine.speech.catalogue import resolve_voice
 from talkmill_engine.speech.synthesizer import Synthesizer
@@ -176,3 +181,99 @@ def test_warp_is_the_identity_until_points_move_and_follows_them_when_they_do(fa
     nose = tuple(np.round(rig.base[1]).astype(int))
     patch = lambda img, dx: img[nose[1] - 5 : nose[1] + 5, nose[0] - 5 + dx : nose[0] + 5 + dx].astype(int)  # noqa: E731
     assert np.abs(patch(out, 3) - patch(image, 0)).mean() < np.abs(patch(out, 0) - patch(image, 0)).mean()
+
+
+# -- the mouth's inside, the lids, the glasses: judged on what they look like ------------------------------
+
+
+@pytest.fixture(scope="module")
+def grace_talk(renderer, speech, tmp_path_factory) -> tuple:
+    """Grace Hopper's closed-mouth portrait talking: decoded frames, the poses they were made from, her rig."""
+    result, video = render(renderer, tmp_path_factory.mktemp("grace"), speech)
+    data = GRACE.read_bytes()
+    _, _, rig = renderer.prepare(load_image(data), CONFIG)
+    tracks = build_tracks(speech, result.num_frames, CONFIG, choose_driver(None, data))
+    return video["frames"], tracks, rig
+
+
+def pose_at(tracks: dict, i: int) -> dict:
+    return {name: values[i] for name, values in tracks.items()}
+
+
+def test_an_open_mouth_shows_teeth_under_the_upper_lip_and_a_dark_mouth_below(grace_talk):
+    frames, tracks, rig = grace_talk
+    i = int(np.argmax(tracks["jaw"] * (1 - tracks["press"])))
+    points = rig.pose_points(pose_at(tracks, i))
+    top, bottom = points[13, 1], points[14, 1]
+    assert bottom - top > 0.1 * rig.iod  # the widest moment of the talk is well open
+    x = slice(int(points[13, 0] - 0.12 * rig.iod), int(points[13, 0] + 0.12 * rig.iod))
+    third = (bottom - top) / 3
+    teeth = to_lab(frames[i][int(top + 2) : int(top + third), x].reshape(-1, 3))
+    mouth = to_lab(frames[i][int(top + third) : int(bottom - third), x].reshape(-1, 3))
+    lips = to_lab(frames[0][int(top - 0.04 * rig.iod) : int(top - 1), x].reshape(-1, 3))
+    assert np.median(teeth[:, 0]) > np.median(lips[:, 0]) + 10  # lighter than her lips
+    assert np.median(np.hypot(teeth[:, 1], teeth[:, 2])) < np.median(np.hypot(lips[:, 1], lips[:, 2]))  # greyer
+    assert np.median(mouth[:, 0]) < np.median(teeth[:, 0]) - 30  # and a dark mouth behind them
+
+
+def detail(image: np.ndarray, mask: np.ndarray) -> float:
+    """Texture: the spread of what a light blur takes away."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float((grey - cv2.GaussianBlur(grey, (0, 0), 1.5))[mask > 0].std())
+
+
+@pytest.mark.parametrize("portrait", [ASTRONAUT, GRACE])
+def test_a_closed_lid_is_skin_with_its_texture(renderer, faces, portrait):
+    _, framing, rig = renderer.prepare(load_image(portrait.read_bytes()), CONFIG)
+    closed = FaceAnimator(framing.work, rig).frame({"blink": 1.0})
+    cheek = np.zeros(closed.shape[:2], np.uint8)
+    for i in (50, 280):
+        x, y = np.round(rig.base[i]).astype(int)
+        cheek[y - 5 : y + 6, x - 5 : x + 6] = 1
+    for eye in L.EYES:
+        upper, lower = rig.base[eye["upper"]], rig.base[eye["lower"]]
+        lid = np.zeros(closed.shape[:2], np.uint8)  # where the eye was open: the upper 60 %
+        cv2.fillPoly(lid, [np.round(np.vstack([upper, (0.4 * upper + 0.6 * lower)[::-1]])).astype(np.int32)], 1)
+        colour = np.median(to_lab(closed[lid > 0]), axis=0)
+        skin = np.median(to_lab(framing.work[cheek > 0]), axis=0)
+        assert np.linalg.norm(colour - skin) < 25  # skin-coloured, not the fold's dark smudge (35-40)
+        assert detail(closed, lid) > 0.5 * detail(framing.work, cheek)  # and textured, not paint
+
+
+def test_the_glasses_frame_keeps_still_when_the_brows_rise(renderer):
+    moved, frame_moved = {}, {}
+    for portrait in (GRACE, ASTRONAUT):
+        _, framing, rig = renderer.prepare(load_image(portrait.read_bytes()), CONFIG)
+        assert rig.glasses is (portrait == GRACE) is wears_glasses(framing.work, renderer.faces.landmarks(framing.work))
+        animator = FaceAnimator(framing.work, rig)
+        still, raised = animator.frame({}), animator.frame({"brow": 1.0})
+        lids = rig.base[[i for eye in L.EYES for i in eye["upper"]]]
+        brows = rig.base[[i for eye in L.EYES for i in eye["brow"]]]
+        x1, x2 = int(lids[:, 0].min()), int(lids[:, 0].max())
+        y1, y2 = int(brows[:, 1].mean() + 0.05 * rig.iod), int(lids[:, 1].mean())  # between brows and eyes
+        change = np.abs(raised[y1:y2, x1:x2].astype(int) - still[y1:y2, x1:x2].astype(int)).mean(axis=2)
+        dark = still[y1:y2, x1:x2].mean(axis=2) < 60  # Grace Hopper's frame: its black top bar
+        moved[portrait], frame_moved[portrait] = change.mean(), change[dark].mean() if dark.any() else 0.0
+    assert frame_moved[GRACE] < 1.0  # the bar keeps its place and shape
+    assert moved[ASTRONAUT] > 10 * moved[GRACE]  # without glasses that skin stretches with the brows
+
+
+@pytest.mark.parametrize("portrait", [ASTRONAUT, GRACE])
+def test_no_triangle_folds_over_in_any_mouth_shape_or_blink(renderer, portrait):
+    _, _, rig = renderer.prepare(load_image(portrait.read_bytes()), CONFIG)
+    inside_lips = set(L.LIP_INNER_UPPER + L.LIP_INNER_LOWER)  # painted over by the mouth's inside
+    checked = [t for t in rig.triangles if not set(t) <= inside_lips]
+
+    def signed_areas(points):
+        a, b, c = (points[[t[k] for t in checked]] for k in range(3))
+        return (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
+
+    rest = np.sign(signed_areas(rig.pose_points({"jaw": 0.15})))  # the pose the mesh was triangulated in
+    poses = [pose_of(symbol) for symbol in "aʌeiəoupfθlstkɹj "] + [
+        {"jaw": 1, "width": -1}, {"jaw": 1, "width": 1, "smile": 1}, {"press": 1, "jaw": 1},
+        {"blink": 1}, {"brow": 1, "eye_wide": 1, "jaw": 1}, {"yaw": 0.05, "pitch": 0.03, "roll": 0.04, "jaw": 1},
+        {"yaw": -0.05, "pitch": -0.03, "roll": -0.04, "blink": 1}]
+    for pose in poses:
+        points = rig.pose_points(pose)
+        assert np.isfinite(points).all()
+        assert (np.sign(signed_areas(points)) == rest).all(), pose

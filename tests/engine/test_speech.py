@@ -80,7 +80,7 @@ def test_other_providers_settings_are_accepted_and_ignored(synth: Synthesizer) -
     request = parse_voice_request(provider)
     assert request.locale is None and request.prosody.rate == 1.1
     speech = synth.synthesize("Hi there.", resolve_voice(provider), request.prosody)
-    assert speech.voice_id == "en-US-joe" and speech.phones
+    assert speech.voice_id == "en-US-af_heart" and speech.phones  # D-ID's ElevenLabs default, Rachel
 
 
 def test_piper_audio_without_alignments_is_refused(synth: Synthesizer) -> None:
@@ -136,13 +136,14 @@ def test_espeak_speaks_the_longest_script_allowed(synth: Synthesizer) -> None:
 # --- voices ----------------------------------------------------------------------------------------------
 
 
-def test_list_voices_has_joe_and_many_espeak_voices() -> None:
+def test_list_voices_has_kokoro_joe_and_many_espeak_voices() -> None:
     voices = list_voices()
-    assert voices[0].id == "en-US-joe" and voices[0].engine == "piper"
+    assert voices[0].id == "en-US-af_heart" and voices[0].engine == "kokoro"
     assert sum(voice.engine == "espeak" for voice in voices) > 50
     assert len({voice.id for voice in voices}) == len(voices)
     assert {"de-espeak", "fr-FR-espeak", "pt-BR-espeak"} <= {voice.id for voice in voices}
-    assert voices[0].to_dict() == {
+    joe = next(voice for voice in voices if voice.engine == "piper")
+    assert joe.to_dict() == {
         "id": "en-US-joe", "name": "Joe", "language": "en-US", "gender": "male",
         "provider": "talkmill", "engine": "piper",
     }  # fmt: skip
@@ -151,17 +152,19 @@ def test_list_voices_has_joe_and_many_espeak_voices() -> None:
 @pytest.mark.parametrize(
     ("provider", "expected"),
     [
-        (None, "en-US-joe"),
-        ({"type": "microsoft", "voice_id": "en-US-JennyNeural"}, "en-US-joe"),
+        (None, "en-US-af_heart"),
+        ({"type": "microsoft", "voice_id": "en-US-JennyNeural"}, "en-US-af_heart"),
         ({"type": "microsoft", "voice_id": "en-GB-SoniaNeural", "voice_config": {"style": "cheerful"}},
-         "en-US-joe"),
-        ({"type": "amazon", "voice_id": "Joanna"}, "en-US-joe"),
-        ({"type": "amazon", "voice_id": "Léa"}, "fr-FR-espeak"),
-        ({"type": "google", "voice_id": "pt-BR-Wavenet-A"}, "pt-BR-espeak"),
-        ({"type": "microsoft", "voice_id": "es-MX-DaliaNeural"}, "es-419-espeak"),
-        ({"type": "microsoft", "voice_id": "zh-CN-XiaoxiaoNeural"}, "cmn-espeak"),
-        ({"type": "elevenlabs", "voice_id": "21m00Tcm4TlvDq8ikWAM"}, "en-US-joe"),
+         "en-GB-bf_emma"),
+        ({"type": "amazon", "voice_id": "Joanna"}, "en-US-af_heart"),
+        ({"type": "amazon", "voice_id": "Léa"}, "fr-FR-ff_siwis"),
+        ({"type": "google", "voice_id": "pt-BR-Wavenet-A"}, "pt-BR-pf_dora"),
+        ({"type": "microsoft", "voice_id": "es-MX-DaliaNeural"}, "es-ES-ef_dora"),
+        ({"type": "microsoft", "voice_id": "zh-CN-XiaoxiaoNeural"}, "zh-CN-zf_xiaoxiao"),
+        ({"type": "microsoft", "voice_id": "zh-HK-HiuMaanNeural"}, "yue-espeak"),
+        ({"type": "elevenlabs", "voice_id": "21m00Tcm4TlvDq8ikWAM"}, "en-US-af_heart"),
         ({"type": "talkmill", "voice_id": "it-espeak"}, "it-espeak"),
+        ({"type": "talkmill", "voice_id": "en-US-joe"}, "en-US-joe"),
     ],
 )
 def test_providers_resolve_to_the_closest_local_voice(provider: dict | None, expected: str) -> None:
@@ -220,14 +223,14 @@ def test_a_locale_nobody_speaks_lists_the_served_locales() -> None:
     with pytest.raises(ValidationError) as error:
         resolve_voice({"type": "google", "voice_id": "xx-XX-Wavenet-A"})
     allowed = error.value.details["allowed"]
-    assert allowed[0] == "en-*" and {"de", "fr-FR", "pt-BR"} <= set(allowed)
-    assert not any(locale.startswith("en-") for locale in allowed[1:])  # joe serves every English locale
+    assert allowed[0] == "en-*" and {"de", "fr-*", "pt-*", "ja-*"} <= set(allowed)
+    assert not any(locale.startswith(("en-", "fr-FR")) for locale in allowed[1:])  # once, by Kokoro
 
 
 @pytest.mark.parametrize("rate", ["+10%", "-20%", "x-slow", "x-fast", "medium", "default", "1.2", "0.8"])
 def test_microsoft_rate_forms_are_accepted(rate: str) -> None:
     provider = {"type": "microsoft", "voice_id": "en-US-JennyNeural", "voice_config": {"rate": rate}}
-    assert resolve_voice(provider).id == "en-US-joe"
+    assert resolve_voice(provider).id == "en-US-af_heart"
 
 
 # --- audio files -----------------------------------------------------------------------------------------

@@ -10,20 +10,22 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
 from talkmill_engine.fetch import FetchPolicy
+from talkmill_engine.jobs.dispatch import SCHEDULE, next_attempt_at
 from talkmill_engine.webhooks import RETRY_AFTER_CAP, DeliveryResult, deliver_webhook
 
 from talks_contract import signatures
 from talks_contract.signatures import SIGNATURE_HEADER, SignatureError, sign, verify
+from talks_contract.urlpolicy import UrlPolicy
 
 SECRET = "whsec_test"
 BODY = json.dumps({"id": "tlk_1", "status": "done"}).encode()
-LOOPBACK = FetchPolicy(allow_private=True, timeout=2.0)
+LOOPBACK = FetchPolicy(webhooks=UrlPolicy.from_entries("127.0.0.0/8"), timeout=2.0)
 FAST = (0.01, 0.01, 0.01)
 
 
@@ -160,7 +162,7 @@ def test_giving_up_after_the_last_attempt(receiver: Receiver) -> None:
 
 
 def test_private_receivers_are_refused_without_allow_private(receiver: Receiver) -> None:
-    result = _deliver(receiver.url, FetchPolicy(allow_private=False), backoff=FAST)
+    result = _deliver(receiver.url, FetchPolicy(), backoff=FAST)
     assert (result.delivered, result.attempts) == (False, 1)
     assert "non-public address 127.0.0.1" in (result.last_error or "")
     assert receiver.received == []
@@ -205,7 +207,7 @@ def test_connection_errors_and_timeouts_are_retried(receiver: Receiver) -> None:
 
     receiver.delay = 0.5
     started = time.monotonic()
-    result = _deliver(receiver.url, FetchPolicy(allow_private=True, timeout=0.2), attempts=2, backoff=FAST)
+    result = _deliver(receiver.url, replace(LOOPBACK, timeout=0.2), attempts=2, backoff=FAST)
     assert (result.delivered, result.attempts) == (False, 2)
     assert "timed out" in (result.last_error or "")
     assert time.monotonic() - started < 1.0
@@ -238,3 +240,33 @@ def test_a_dns_failure_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _deliver("https://hooks.example/talks", FetchPolicy(), attempts=3, backoff=FAST)
     assert (result.delivered, result.attempts) == (False, 3)
     assert "could not resolve" in (result.last_error or "")
+
+
+# -- the retry schedule ------------------------------------------------------------------------------------
+
+
+def test_the_schedule_retries_for_24_hours_then_stops() -> None:
+    assert len(SCHEDULE) == 8 and SCHEDULE[0] == 0 and SCHEDULE[-1] == 24 * 3600
+    now, made, times = 1000.0, 0, []
+    while (due := next_attempt_at(made + 1, now)) is not None:  # every attempt fails at once
+        made, now = made + 1, due
+        times.append(now - 1000.0)
+    assert times == list(SCHEDULE[1:]) and made + 1 == len(SCHEDULE)
+
+
+def test_the_schedule_scales_and_yields_to_retry_after() -> None:
+    assert next_attempt_at(1, 0.0, scale=0.001) == pytest.approx(0.005)
+    assert next_attempt_at(2, 0.0, scale=0.001) == pytest.approx(0.295)
+    assert next_attempt_at(1, 0.0, retry_after=30) == 30  # "not before 30 s" over the planned 5 s
+    assert next_attempt_at(2, 0.0, retry_after=30) == 295  # the planned wait was longer
+    assert next_attempt_at(1, 0.0, retry_after=86400) == RETRY_AFTER_CAP  # asked for a day: capped
+    assert next_attempt_at(len(SCHEDULE), 0.0) is None
+
+
+def test_a_delivery_result_says_whether_to_try_again(receiver: Receiver) -> None:
+    receiver.statuses, receiver.headers = [503], {"Retry-After": "12"}
+    busy = _deliver(receiver.url, attempts=1)
+    assert (busy.delivered, busy.retry, busy.retry_after) == (False, True, 12)
+    receiver.statuses, receiver.headers = [410], {}
+    gone = _deliver(receiver.url, attempts=1)
+    assert (gone.delivered, gone.retry) == (False, False)  # refused: no later attempt

@@ -24,7 +24,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # before Prefect reads
 
 from talkmill_engine.local import LocalEngine
 
-CONTENT = Path(__file__).parent / "content"  # guide.md (2 sections), rows.csv (2 rows), note.txt
+CONTENT = Path(__file__).parent / "content"  # guide.md (2 sections), rows.csv (2 rows), note.txt, a portrait
 TALKMILL = Path(sys.executable).parent / "talkmill"
 
 
@@ -57,10 +57,15 @@ def engine_key(talks_engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> Lo
 
 
 def run_flow(sources: list[str | Path], **options: Any) -> Any:
-    """content_to_video, called as a library user would; its RunSummary."""
+    """content_to_video, called as a library user would; its RunSummary (also of a run with failed rows,
+    which raises RowsFailedError carrying it)."""
     from flows.content_to_video import content_to_video
+    from talkmill.errors import RowsFailedError
 
-    return asyncio.run(content_to_video([str(source) for source in sources], **options))
+    try:
+        return asyncio.run(content_to_video([str(source) for source in sources], **options))
+    except RowsFailedError as e:
+        return e.summary
 
 
 def engine_talks(engine: LocalEngine) -> list[dict[str, Any]]:

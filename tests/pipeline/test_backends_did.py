@@ -23,6 +23,7 @@ from talkmill.errors import TalksBadAnswer
 from talkmill.models import Voice, VoiceProvider
 from talks_contract.errors import ContractViolation
 from talks_contract.limits import MAX_IMAGE_BYTES
+from tests.engine.helpers import png_bytes
 from tests.pipeline.test_talks_client import KEY, SOURCE_URL, FakeTalks, fake_app, script_for, serve
 
 SPEC = Path(__file__).resolve().parent / "data" / "did-talks-openapi.json"
@@ -164,7 +165,7 @@ def test_retry_after_with_a_fraction_waits_that_long(fake: tuple[FakeTalks, str]
 def test_an_upload_answer_without_a_url_is_a_bad_answer(fake: tuple[FakeTalks, str], tmp_path: Path) -> None:
     _, api = fake
     portrait = tmp_path / "no-url.png"
-    portrait.write_bytes(b"\x89PNG fake portrait")
+    portrait.write_bytes(png_bytes(8, 8))
 
     async def upload() -> str:
         async with DidTalks(api, KEY) as talks:
@@ -217,4 +218,20 @@ def test_a_portrait_over_the_limit_is_refused_without_reading_it_whole(
         run(upload())
     assert time.monotonic() - started < 2
     assert caught.value.field == "source_url" and str(MAX_IMAGE_BYTES) in str(caught.value.allowed)
+    assert not [path for _, path, _ in state.seen if path == "/images"]
+
+
+def test_a_portrait_that_is_not_an_image_is_never_uploaded(fake: tuple[FakeTalks, str], tmp_path: Path) -> None:
+    """Whatever a path names (a text file renamed .png), only an image leaves the machine."""
+    state, api = fake
+    passwords = tmp_path / "face.png"
+    passwords.write_text("root:x:0:0:root:/root:/bin/bash\n")
+
+    async def upload() -> str:
+        async with DidTalks(api, KEY) as talks:
+            return await talks.upload_image(passwords)
+
+    with pytest.raises(ContractViolation, match="not a JPEG, PNG or WebP image") as caught:
+        run(upload())
+    assert caught.value.field == "source_url"
     assert not [path for _, path, _ in state.seen if path == "/images"]

@@ -24,6 +24,7 @@ from tasks.layout import sidecar_key, video_key
 from tasks.manifest import ManifestRow, planned_row
 from tasks.plan import plan_rows
 from tasks.talks import make_videos
+from tests.engine.helpers import png_bytes
 from tests.pipeline.test_talks_client import KEY, RESULT, FakeTalks, fake_app, script_for, serve
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -160,7 +161,7 @@ def test_a_sidecar_from_before_the_seam_is_still_read(tmp_path: Path) -> None:
 def test_bad_answers_of_a_real_server_fail_only_their_rows(tmp_path: Path) -> None:
     """POST /images without a url, and a talk done without a result_url: those rows fail as BadAnswer,
     with a message saying what was missing; the good row beside them is done."""
-    (tmp_path / "no-url.png").write_bytes(b"\x89PNG fake portrait")
+    (tmp_path / "no-url.png").write_bytes(png_bytes(8, 8))
     scripts = [
         script_for("scr_good"),
         script_for("scr_no_url", presenter=str(tmp_path / "no-url.png")),

@@ -8,7 +8,9 @@ each (~15 s apiece), and the shared engine as their backend.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,30 @@ def test_a_failed_row_exits_1(tmp_path: Path, env: dict, talks_engine: LocalEngi
     assert partial.returncode == 1, partial.stderr
     assert "failed" in partial.stdout and "done" in partial.stdout
     assert len(list((tmp_path / "out").rglob("*.mp4"))) == 1
+    # stderr is a pipe, not a terminal: plain progress lines instead of a bar
+    assert "talkmill: planned 2 videos" in partial.stderr
+    assert "talkmill: 2/2 videos finished (1 failed)" in partial.stderr
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path: Path, env: dict, talks_engine: LocalEngine) -> None:
+    rows = tmp_path / "many.csv"
+    rows.write_text("text\n" + "".join(f"Sentence number {n} of a long batch {uuid.uuid4().hex[:6]}.\n"
+                                         for n in range(12)))
+    command = [str(TALKMILL), "run", str(rows), "--output", str(tmp_path / "out"),
+               "--talks-url", talks_engine.url, "--concurrency", "1"]
+    run = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    seen = []
+    for line in run.stderr:  # wait until the plan is made and talks are under way
+        seen.append(line)
+        if "talkmill: planned" in line:
+            break
+    assert run.poll() is None, "".join(seen)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err
+    assert "Traceback" not in err
 
 
 def test_run_help_lists_the_options(tmp_path: Path, env: dict) -> None:

@@ -35,7 +35,7 @@ from tests.s3server import S3Server
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 SCRIPTS = 5
-ASTRONAUT = (CONTENT / "../../../examples/presenters/astronaut.png").resolve()
+ASTRONAUT = (CONTENT / "astronaut.jpg").resolve()  # inside the folder of the CSV that names it
 WEBHOOK_TIMEOUT = 120  # without its callback, a talk would be picked up only by the poll this long after
 
 
@@ -131,16 +131,19 @@ def test_gallery_shows_every_done_video(webhook_run: dict[str, Any]) -> None:
     assert "Hello there. This is a test." in gallery.read_text()
 
 
-def test_prefect_artifact_holds_the_manifest_table(webhook_run: dict[str, Any]) -> None:
+def test_prefect_artifacts_hold_the_summary_and_the_manifest_table(webhook_run: dict[str, Any]) -> None:
     summary = webhook_run["summary"]
-    artifacts = asyncio.run(_manifest_artifacts())
     flow_run_prefix = summary.run_id.rsplit("-", 1)[1]
-    mine = [artifact for artifact in artifacts if str(artifact.flow_run_id).startswith(flow_run_prefix)]
-    assert len(mine) == 1
-    table = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
+    mine = {artifact.key: artifact for artifact in asyncio.run(_run_artifacts())
+            if str(artifact.flow_run_id).startswith(flow_run_prefix)}
+    assert set(mine) == {"talkmill-manifest", "talkmill-summary"}
+    table = mine["talkmill-manifest"].data
+    table = json.loads(table) if isinstance(table, str) else table
     assert [row["status"] for row in table] == ["done"] * SCRIPTS
     assert {row["talk_id"] for row in table} == {row["talk_id"] for row in webhook_run["rows"]}
-    assert summary.manifest["manifest.jsonl"] in mine[0].description
+    markdown = mine["talkmill-summary"].data
+    assert f"{SCRIPTS} done" in markdown and f"({summary.manifest['gallery.html']})" in markdown
+    assert f"{SCRIPTS} done" in mine["talkmill-summary"].description
 
 
 # -- poll mode, a remote backend ---------------------------------------------------------------------
@@ -259,6 +262,11 @@ def test_a_faceless_presenter_fails_its_row_only(tmp_path: Path, engine_key: Any
     assert rows["faceless"]["error_message"] and rows["faceless"]["video_uri"] is None
     assert summary.counts == {"done": 1, "failed": 1} and summary.failed == 1
     assert len(list((tmp_path / "out").rglob("*.mp4"))) == 1
+    from flows.content_to_video import content_to_video
+
+    state = asyncio.run(content_to_video([str(rows_csv)], output=str(tmp_path / "out"), wait="poll",
+                                         talks_url=engine_key.url, return_state=True))
+    assert state.is_failed() and "1 of 2 videos failed" in state.message
 
 
 def test_a_repeated_script_is_rendered_once_and_stored_for_each_row(tmp_path: Path, engine_key: Any) -> None:
@@ -300,10 +308,10 @@ class _Videos(html.parser.HTMLParser):
             self.sources.append(dict(attrs)["src"] or "")
 
 
-async def _manifest_artifacts() -> list[Any]:
+async def _run_artifacts() -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     async with get_client() as client:
-        wanted = ArtifactFilter(key=ArtifactFilterKey(any_=["talkmill-manifest"]))
+        wanted = ArtifactFilter(key=ArtifactFilterKey(any_=["talkmill-manifest", "talkmill-summary"]))
         return await client.read_artifacts(artifact_filter=wanted)

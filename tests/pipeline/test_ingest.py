@@ -22,10 +22,12 @@ from talks_contract.drivers import all_drivers
 from talks_contract.formats import EXPRESSIONS, RESULT_FORMATS
 from talks_contract.limits import TEXT_MAX_CHARS, TEXT_MIN_CHARS
 from tasks import ingest as ingest_module
+from talks_contract.urlpolicy import UrlPolicy
 from tasks.ingest import ingest, ingest_bytes, ingest_source, read_source, slug
 from tests.s3server import S3Server
 
 DATA = Path(__file__).parent / "data"
+LOOPBACK = UrlPolicy.from_entries("127.0.0.1/32")  # the test servers' address: allowlisted explicitly
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -285,23 +287,30 @@ def test_csv_source_rows_that_fail_are_reported_together() -> None:
 # --- reading sources --------------------------------------------------------------------------------
 
 
+def read_loopback(uri: str) -> bytes:
+    return read_source(uri, policy=LOOPBACK)
+
+
 def test_http_ingest_from_a_real_loopback_server(http_data: str) -> None:
-    check_news_page(ingest(f"{http_data}/harbour-news.html"))
-    rows = ingest(f"{http_data}/rows-sources.csv")  # relative sources resolve against the CSV's URL
+    check_news_page(ingest(f"{http_data}/harbour-news.html", fetch=read_loopback))
+    rows = ingest(f"{http_data}/rows-sources.csv", fetch=read_loopback)  # relative sources: against its URL
     assert rows.sections[0].metadata["source"] == f"{http_data}/onboarding-guide.md"
     assert "east gate" in rows.sections[-1].text
 
 
 def test_http_errors_say_what_and_whether_to_retry(http_data: str) -> None:
     with pytest.raises(SourceReadError, match=r"nope\.html: HTTP 404") as missing:
-        read_source(f"{http_data}/nope.html")
+        read_loopback(f"{http_data}/nope.html")
     assert missing.value.transient is False
     with pytest.raises(SourceReadError, match="limit") as big:
-        read_source(f"{http_data}/harbour-news.html", max_bytes=100)
+        read_source(f"{http_data}/harbour-news.html", max_bytes=100, policy=LOOPBACK)
     assert big.value.transient is False
     with pytest.raises(SourceReadError) as refused:
-        read_source("http://127.0.0.1:9/closed.html", timeout=2)
+        read_source("http://127.0.0.1:9/closed.html", timeout=2, policy=LOOPBACK)
     assert refused.value.transient is True
+    with pytest.raises(SourceReadError, match="refused: the host '127.0.0.1' is .* non-public") as guarded:
+        read_source(f"{http_data}/harbour-news.html")  # loopback is not public: refused by default
+    assert guarded.value.transient is False
 
 
 def test_local_reads_and_unsupported_schemes(tmp_path: Path) -> None:

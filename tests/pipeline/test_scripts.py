@@ -177,7 +177,7 @@ def test_plan_is_a_pure_task_without_retries() -> None:
 @pytest.mark.parametrize("path, count", [
     ("articles/remote-onboarding.html", 2),
     ("handbook/security-basics.md", 3),
-    ("rows/product-updates.csv", 3),
+    ("product-updates.csv", 3),
 ])
 def test_examples_ingest_and_plan_to_short_demo_scripts(path: str, count: int) -> None:
     scripts = plan_scripts(ingest(str(EXAMPLES / path)), load_config(REPO_ROOT / "configs" / "default.yaml"))
@@ -187,11 +187,11 @@ def test_examples_ingest_and_plan_to_short_demo_scripts(path: str, count: int) -
 
 
 def test_example_rows_use_their_overrides() -> None:
-    scripts = plan_scripts(ingest(str(EXAMPLES / "rows" / "product-updates.csv")), load_config())
+    scripts = plan_scripts(ingest(str(EXAMPLES / "product-updates.csv")), load_config())
     assert [s.metadata["row_id"] for s in scripts] == ["007", "012", "031"]
     assert Path(scripts[0].presenter).name == "astronaut.png"
     assert scripts[0].config["driver_expressions"]["expressions"][0]["expression"] == "happy"
-    assert scripts[1].voice.provider.voice_id == "en-GB-RyanNeural"
+    assert scripts[1].voice.provider.voice_id == "en-GB-SoniaNeural"
     assert [s.output_name for s in scripts] == ["fieldbook-offline-week", None, "support-chat-24h"]
     assert scripts[2].metadata["team"] == "Support, APAC"
     handbook_doc = ingest(str(EXAMPLES / "handbook" / "security-basics.md"))

@@ -32,6 +32,7 @@ from talkmill.errors import (
 )
 from talkmill.models import Script as TalkScript
 from talkmill.models import SourceRef, Voice
+from tests.engine.helpers import png_bytes
 
 KEY = "tester:s3cret"
 RESULT = bytes(range(256)) * 1200  # ~300 KB "video"
@@ -201,7 +202,7 @@ def _client(base: str, **kwargs: Any) -> TalkmillTalks:
 def test_upload_create_wait_stream_delete(fake: tuple[FakeTalks, str], tmp_path: Path) -> None:
     state, api = fake
     portrait = tmp_path / "face.png"
-    portrait.write_bytes(b"\x89PNG fake portrait")
+    portrait.write_bytes(png_bytes(8, 8))  # an upload must read as an image
 
     async def scenario() -> tuple[str, TalkResult, bytes]:
         async with _client(api) as talks:
@@ -462,6 +463,41 @@ def test_polling_backs_off_to_the_max_interval() -> None:
 
     assert asyncio.run(scenario()).status == "done"
     assert sleeps == [1.0, 1.5, 2.25, 3.375, 4.0, 4.0]
+
+
+def test_polling_outlasts_a_replica_down_until_the_talk_is_done() -> None:
+    """Connection errors for longer than one request's retries (a replica killed mid-render) do not end
+    the wait: the talk finished elsewhere is found when the API answers again."""
+    refused = [httpx.ConnectError("connection refused")] * 12  # three requests' worth of retries
+    script, sleeps = Script([], gets=[_status("started"), *refused, _status("done")]), []
+    now = [0.0]
+
+    async def ticking_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    async def scenario() -> TalkResult:
+        async with _mocked(script, sleeps, sleep=ticking_sleep, clock=lambda: now[0], max_retries=3) as talks:
+            return await talks.wait("tlk_1", poll_interval=1.0, max_interval=4.0, timeout=600)
+
+    assert asyncio.run(scenario()).status == "done"
+    assert script.count("GET /talks/{id}") == 14
+
+
+def test_polling_reports_the_connection_error_at_the_deadline() -> None:
+    script, sleeps = Script([], gets=[httpx.ConnectError("connection refused")] * 400), []
+    now = [0.0]
+
+    async def ticking_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def scenario() -> None:
+        async with _mocked(script, sleeps, sleep=ticking_sleep, clock=lambda: now[0]) as talks:
+            await talks.wait("tlk_1", poll_interval=1.0, max_interval=4.0, timeout=30)
+
+    with pytest.raises(TalksConnectionError):
+        asyncio.run(scenario())
+    assert now[0] >= 30
 
 
 def test_an_error_status_ends_the_wait() -> None:

@@ -9,11 +9,16 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from fastapi import FastAPI
 
-from talkmill_engine.api import media, talks
+from talkmill_engine.api import health, media, talks
+from talkmill_engine.api.auth import identity
 from talkmill_engine.api.handlers import install_handlers
+from talkmill_engine.api.limits import BodyLimit
+from talkmill_engine.api.openapi import install_openapi
+from talkmill_engine.api.ownership import UploadOwners
 from talkmill_engine.fetch import FetchPolicy
 from talkmill_engine.jobs.dispatch import WebhookDispatcher
 from talkmill_engine.jobs.stores import open_talk_store
@@ -28,7 +33,8 @@ SUPERVISE_SECONDS = 1.0
 
 def fetch_policy(settings: EngineSettings) -> FetchPolicy:
     return FetchPolicy(
-        allow_private=settings.allow_private_urls,
+        inputs=settings.input_url_policy,
+        webhooks=settings.webhook_url_policy,
         timeout=settings.fetch_timeout,
         uploads_dir=settings.uploads_dir,
         s3_endpoint_url=settings.s3_endpoint_url,
@@ -50,8 +56,11 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     app.state.keys = settings.key_values()
     app.state.policy = fetch_policy(settings)
     app.state.results = open_results(settings)
+    app.state.uploads = UploadOwners(app.state.results, legacy_owner=identity(app.state.keys[0]))
     install_handlers(app)
-    for router in (talks.router, media.uploads, media.voices, media.public):
+    install_openapi(app)
+    app.add_middleware(BodyLimit)
+    for router in (talks.router, media.uploads, media.voices, media.public, health.router):
         app.include_router(router)
     return app
 
@@ -72,7 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = WorkerPool(settings.workers, spec, store)
     pool.start()
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-    dispatcher = WebhookDispatcher(store, secret, app.state.policy)
+    webhook_policy = replace(app.state.policy, timeout=settings.webhook_timeout)
+    dispatcher = WebhookDispatcher(store, secret, webhook_policy, settings.webhook_schedule_scale)
     app.state.store, app.state.pool = store, pool
     background = [asyncio.create_task(_supervise(pool)), asyncio.create_task(dispatcher.run())]
     try:

@@ -32,12 +32,17 @@ def candidates(header: str) -> list[str]:
     return found
 
 
+HASHED = "key|"  # the identity of a key without a user part: HASHED + 16 hex digits of its SHA-256
+
+
 def identity(key: str) -> str:
-    """Who created a talk: the user part of a "user:pass" key, else a digest of the key (never the key)."""
+    """The tenant a key speaks for, and owns talks and uploads as: the user part of a "user:pass" key
+    (keys of one user share their talks), else a digest of the key (never the key). Never has a colon.
+    A user part shaped like a digest ("key|…") counts as none: it could pose as another key's tenant."""
     user, sep, _ = key.partition(":")
-    if sep and user:
+    if sep and user and not user.startswith(HASHED):
         return user
-    return "key|" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return HASHED + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def authenticate(header: str | None, keys: list[str]) -> str:

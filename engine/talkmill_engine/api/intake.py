@@ -7,9 +7,11 @@ only be found while rendering (an unreadable image, no face) ends the talk with 
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
+from talkmill_engine.api.ownership import UploadOwners
 from talkmill_engine.api.schemas import AudioScript, TalkCreate, TextScript
 from talkmill_engine.errors import ValidationError
 from talkmill_engine.fetch import check_url
@@ -19,12 +21,16 @@ from talks_contract.drivers import parse_driver_url
 from talks_contract.formats import PLACEHOLDER_LOGO_URL
 
 
+TALK_ID = re.compile(r"^tlk_[A-Za-z0-9_-]{8,64}$")  # what new_id("tlk") makes, with room
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(16)}"
 
 
-def check_inputs(body: TalkCreate, policy: Any) -> None:
-    """Raises ValidationError (or ContractViolation) for the first unusable driver, voice or URL."""
+def check_inputs(body: TalkCreate, policy: Any, caller: str, uploads: UploadOwners) -> None:
+    """Raises ValidationError (or ContractViolation) for the first unusable driver, voice or URL; an
+    upload of another tenant is refused as if it did not exist."""
     if body.driver_url is not None:
         parse_driver_url(body.driver_url)
     if isinstance(body.script, TextScript):
@@ -37,11 +43,19 @@ def check_inputs(body: TalkCreate, policy: Any) -> None:
         urls.append(("config.logo.url", logo.url))
     for field, url in urls:
         if url is not None:
+            if field != "webhook":
+                uploads.check(url, field, caller)
             check_one_url(url, field, policy)
     if body.result_url is not None and not body.result_url.startswith("s3://"):
         raise ValidationError(
             "result_url must be an s3:// URL (results are always served by the engine as well).",
             {"field": "result_url", "allowed": "s3://bucket/key or s3://bucket/prefix/"},
+        )
+    if body.result_url is not None and uploads.results.holds(body.result_url):
+        # there, a copy could overwrite or plant another tenant's results and uploads
+        raise ValidationError(
+            "result_url names a place inside the engine's own results.",
+            {"field": "result_url", "allowed": "an s3:// place outside the engine's results"},
         )
 
 

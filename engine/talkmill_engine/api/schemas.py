@@ -51,6 +51,13 @@ class AudioScript(Strict):
     audio_url: str = Field(min_length=1)
     reduce_noise: bool = False
     subtitles: bool = False
+    # ours, not D-ID's: what the audio says, so the mouth follows its phones (forced alignment)
+    input: str | None = Field(None, min_length=TEXT_MIN_CHARS, max_length=TEXT_MAX_CHARS)
+
+    @field_validator("input")
+    @classmethod
+    def _speakable(cls, value: str | None) -> str | None:
+        return None if value is None else TextScript._speakable(value)
 
 
 Script = Annotated[Union[TextScript, AudioScript], Field(discriminator="type")]

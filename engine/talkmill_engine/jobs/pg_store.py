@@ -3,7 +3,8 @@
 Claims lock the oldest `created` row with FOR UPDATE SKIP LOCKED, so two replicas never take the same
 talk and never wait on each other. A replica cannot see another's workers, so a claim is a lease
 (database clock): its worker renews it while rendering, and any replica re-queues a talk whose lease
-ran out. Webhook deliveries are claimed the same way (their due time pushed past a delivery round).
+ran out. Webhook deliveries are claimed the same way (their due time pushed past a delivery attempt).
+Admission (count, then insert) holds an advisory lock, so replicas admitting together cannot overfill.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from talkmill_engine.errors import NotFoundError, NotReadyError
 from talkmill_engine.jobs.store import (
     ACTIVE,
     LEASE_SECONDS,
+    LEGACY_OWNER,
     MAX_ATTEMPTS,
     WEBHOOK_LEASE_SECONDS,
+    QueueFull,
     TalkRecord,
     TalkStore,
     crashed_doc,
@@ -31,6 +34,7 @@ from talkmill_engine.jobs.store import (
     encode_token,
     ended_doc,
     ended_webhook_state,
+    owner_of,
     record_of,
     requeued_doc,
     started_doc,
@@ -38,7 +42,8 @@ from talkmill_engine.jobs.store import (
 )
 
 POOL_SIZE = 8  # connections per process; FastAPI's thread pool waits for one rather than opening 40
-_SCHEMA_LOCK = 7_405_301  # an advisory lock id: replicas starting together create the schema once
+_SCHEMA_LOCK = 7_405_301  # advisory lock ids: replicas starting together create the schema once,
+_ADMISSION_LOCK = 7_405_302  # and admit one talk at a time (count, then insert)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS talks (
@@ -59,6 +64,21 @@ CREATE TABLE IF NOT EXISTS talks (
 CREATE INDEX IF NOT EXISTS talks_status ON talks (status, seq);
 CREATE INDEX IF NOT EXISTS talks_webhook ON talks (webhook_state, webhook_next_at);
 """
+# Run when `owner` is missing (a database an older engine made; or a new one, from _SCHEMA). Existing
+# talks belong to whoever created them (their created_by).
+_OWNERS_MIGRATION = f"""
+ALTER TABLE talks ADD COLUMN owner TEXT;
+UPDATE talks SET owner = COALESCE(doc::json ->> 'created_by', '{LEGACY_OWNER}');
+ALTER TABLE talks ALTER COLUMN owner SET NOT NULL, ALTER COLUMN owner SET DEFAULT '{LEGACY_OWNER}';
+ALTER TABLE talks ADD COLUMN ended_at DOUBLE PRECISION;  -- unix time: the drain rate behind Retry-After
+CREATE INDEX talks_owner ON talks (owner, seq);
+CREATE INDEX talks_ended ON talks (ended_at);
+"""
+_HAS_OWNER = (
+    "SELECT 1 FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND table_name = 'talks' AND column_name = 'owner'"
+)
+_NOW = "extract(epoch FROM now())"
 _LEASE = "now() + make_interval(secs => %s)"
 
 
@@ -70,6 +90,8 @@ class PgTalkStore(TalkStore):
         with self._transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             cur.execute(_SCHEMA)
+            if cur.execute(_HAS_OWNER).fetchone() is None:
+                cur.execute(_OWNERS_MIGRATION)
 
     # -- connections ----------------------------------------------------------------------------
     @contextmanager
@@ -108,35 +130,53 @@ class PgTalkStore(TalkStore):
             self._idle.get_nowait().close()
 
     # -- talks ----------------------------------------------------------------------------------
-    def create(self, doc: dict[str, Any], job: dict[str, Any] | None = None) -> None:
+    def create(
+        self, doc: dict[str, Any], job: dict[str, Any] | None = None, max_active: int | None = None
+    ) -> None:
         state = "waiting" if doc.get("webhook") else "none"
-        with self._cursor() as cur:
+        with self._transaction() as cur:
+            if max_active is not None:  # the lock orders admissions; each count sees the last insert
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADMISSION_LOCK,))
+                if (active := self._count_active(cur)) >= max_active:
+                    raise QueueFull(active)
             cur.execute(
-                "INSERT INTO talks (id, status, created_at, webhook_state, doc, job) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (doc["id"], doc["status"], doc["created_at"], state, json.dumps(doc), json.dumps(job or {})),
-            )
+                "INSERT INTO talks (id, owner, status, created_at, webhook_state, doc, job) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (doc["id"], owner_of(doc), doc["status"], doc["created_at"], state, json.dumps(doc),
+                 json.dumps(job or {})),
+            )  # fmt: skip
 
-    def get(self, talk_id: str) -> TalkRecord | None:
+    def get(self, talk_id: str, owner: str | None = None) -> TalkRecord | None:
         with self._cursor() as cur:
-            row = cur.execute("SELECT * FROM talks WHERE id = %s", (talk_id,)).fetchone()
+            row = cur.execute(
+                "SELECT * FROM talks WHERE id = %s AND (%s::text IS NULL OR owner = %s)",
+                (talk_id, owner, owner),
+            ).fetchone()
         return record_of(row) if row else None
 
-    def list_page(self, limit: int, token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_page(
+        self, limit: int, token: str | None = None, owner: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         before = decode_token(token) if token else None
+        where, params = ["(%s::bigint IS NULL OR seq < %s)"], [before, before]
+        if owner is not None:  # a condition of its own, so the (owner, seq) index serves it
+            where.append("owner = %s")
+            params.append(owner)
         with self._cursor() as cur:
             rows = cur.execute(
-                "SELECT seq, doc FROM talks WHERE (%s::bigint IS NULL OR seq < %s) "
-                "ORDER BY seq DESC LIMIT %s",
-                (before, before, limit + 1),
+                f"SELECT seq, doc FROM talks WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s",
+                (*params, limit + 1),
             ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         return [json.loads(row["doc"]) for row in rows], encode_token(rows[-1]["seq"]) if more else None
 
-    def delete(self, talk_id: str) -> TalkRecord:
+    def delete(self, talk_id: str, owner: str | None = None) -> TalkRecord:
         with self._transaction() as cur:
-            row = cur.execute("SELECT * FROM talks WHERE id = %s FOR UPDATE", (talk_id,)).fetchone()
+            row = cur.execute(
+                "SELECT * FROM talks WHERE id = %s AND (%s::text IS NULL OR owner = %s) FOR UPDATE",
+                (talk_id, owner, owner),
+            ).fetchone()
             if row is None:
                 raise NotFoundError(f"Talk {talk_id!r} not found.")
             if row["status"] in ACTIVE:
@@ -146,9 +186,21 @@ class PgTalkStore(TalkStore):
 
     def count_active(self) -> int:
         with self._cursor() as cur:
-            row = cur.execute("SELECT COUNT(*) AS n FROM talks WHERE status = ANY(%s)", (list(ACTIVE),))
-            row = row.fetchone()
-        return row["n"]
+            return self._count_active(cur)
+
+    @staticmethod
+    def _count_active(cur: psycopg.Cursor) -> int:
+        row = cur.execute("SELECT COUNT(*) AS n FROM talks WHERE status = ANY(%s)", (list(ACTIVE),))
+        return row.fetchone()["n"]
+
+    def recent_completions(self, window_seconds: float) -> tuple[int, float]:
+        with self._cursor() as cur:  # the database's clock: the one ended_at was written with
+            row = cur.execute(
+                f"SELECT COUNT(*) AS n, {_NOW} - MIN(ended_at) AS age FROM talks "
+                f"WHERE ended_at >= {_NOW} - %s",
+                (window_seconds,),
+            ).fetchone()
+        return row["n"], float(row["age"] or 0.0)
 
     # -- queue ----------------------------------------------------------------------------------
     def claim_next(self, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> TalkRecord | None:
@@ -189,7 +241,7 @@ class PgTalkStore(TalkStore):
             doc = ended_doc(json.loads(row["doc"]), status, fields)
             cur.execute(
                 "UPDATE talks SET status = %s, doc = %s, job = %s, webhook_state = %s, webhook_next_at = 0, "
-                "lease_until = NULL WHERE id = %s",
+                f"lease_until = NULL, ended_at = {_NOW} WHERE id = %s",
                 (status, json.dumps(doc), json.dumps({**json.loads(row["job"]), **job}),
                  ended_webhook_state(row["webhook_state"]), talk_id),
             )  # fmt: skip
@@ -219,7 +271,7 @@ class PgTalkStore(TalkStore):
                 if attempts >= MAX_ATTEMPTS:
                     cur.execute(
                         "UPDATE talks SET status = 'error', attempts = %s, doc = %s, webhook_state = %s, "
-                        "lease_until = NULL WHERE seq = %s",
+                        f"lease_until = NULL, ended_at = {_NOW} WHERE seq = %s",
                         (attempts, json.dumps(crashed_doc(doc, attempts)),
                          ended_webhook_state(row["webhook_state"]), row["seq"]),
                     )  # fmt: skip
@@ -236,18 +288,18 @@ class PgTalkStore(TalkStore):
     def claim_webhooks(
         self, limit: int = 50, lease_seconds: float = WEBHOOK_LEASE_SECONDS
     ) -> list[TalkRecord]:
-        # Pushing the due time past a delivery round hides the claim from other replicas; if this one
+        # Pushing the due time past a delivery attempt hides the claim from other replicas; if this one
         # dies mid-delivery, the talk is due again when that time comes.
         with self._transaction() as cur:  # the database's clock, as for leases: replicas' clocks may differ
             rows = cur.execute(
                 "SELECT * FROM talks WHERE webhook_state = 'pending' "
-                "AND webhook_next_at <= extract(epoch FROM now()) "
+                f"AND webhook_next_at <= {_NOW} "
                 "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
                 (limit,),
             ).fetchall()
             if rows:
                 cur.execute(
-                    "UPDATE talks SET webhook_next_at = extract(epoch FROM now()) + %s WHERE seq = ANY(%s)",
+                    f"UPDATE talks SET webhook_next_at = {_NOW} + %s WHERE seq = ANY(%s)",
                     (lease_seconds, [row["seq"] for row in rows]),
                 )
         return [record_of(row) for row in rows]

@@ -1,8 +1,12 @@
-"""Persistent talks and their queue: the `TalkStore` interface and its SQLite default (data dir, WAL).
+"""Persistent talks and their queue: the `TalkStore` interface and what its backends share.
 
 A talk is a JSON document (the public talk object, as GET answers it) plus a few indexed columns the
-queue works on. `job` holds what is ours and never shown (result file names). PostgreSQL, for engine
-replicas sharing one queue, is in pg_store.py; stores.open_talk_store picks one from the settings.
+queue works on. `job` holds what is ours and never shown (result file names). The SQLite default (data
+dir, WAL) is in sqlite_store.py, PostgreSQL (engine replicas sharing one queue) in pg_store.py;
+stores.open_talk_store picks one from the settings.
+
+Every talk has an owner: the identity of the API key that created it (its `created_by`). Reads, lists
+and deletes given an owner see only that owner's talks; without one (the engine's own work) all.
 """
 
 from __future__ import annotations
@@ -10,46 +14,38 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import sqlite3
-import threading
-import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Collection
 
-from talkmill_engine.errors import BadRequestError, NotFoundError, NotReadyError
+from talkmill_engine.errors import invalid
 
 MAX_ATTEMPTS = 3  # a talk whose worker died this many times ends as an error, not a crash loop
 ACTIVE = ("created", "started")
 LEASE_SECONDS = 30.0  # a claimed talk is its worker's while the worker renews this lease
-WEBHOOK_LEASE_SECONDS = 180.0  # longer than one delivery round (5 tries over ~70 s + timeouts)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS talks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    worker_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    webhook_state TEXT NOT NULL DEFAULT 'none',  -- none | waiting | pending | delivered | failed
-    webhook_attempts INTEGER NOT NULL DEFAULT 0,
-    webhook_next_at REAL NOT NULL DEFAULT 0,
-    webhook_last_error TEXT,
-    doc TEXT NOT NULL,
-    job TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS talks_status ON talks (status, seq);
-CREATE INDEX IF NOT EXISTS talks_webhook ON talks (webhook_state, webhook_next_at);
-"""
+WEBHOOK_LEASE_SECONDS = 90.0  # longer than one delivery attempt (DNS, connect and answer timeouts)
+# The owner of rows migrated from before owners existed that carry no created_by. No key's identity
+# contains a colon (api/auth.identity), so no key can ever see them.
+LEGACY_OWNER = "legacy:unowned"
 
 
 def utc_now_iso() -> str:
     """ISO-8601 with milliseconds and Z, as D-ID writes its timestamps."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def owner_of(doc: dict[str, Any]) -> str:
+    """A talk's owner: who created it (the same rule the migration of old rows follows)."""
+    return doc.get("created_by") or LEGACY_OWNER
+
+
+class QueueFull(Exception):
+    """`create` refused a talk: `active` talks were already created or started."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} talks created or started")
+        self.active = active
 
 
 @dataclass
@@ -59,6 +55,7 @@ class TalkRecord:
     attempts: int = 0
     worker_id: str | None = None
     webhook_attempts: int = 0
+    owner: str = LEGACY_OWNER
 
     @property
     def id(self) -> str:
@@ -72,20 +69,33 @@ class TalkStore(ABC):
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> TalkStore:
-        return super().__new__(SqliteTalkStore if cls is TalkStore else cls)
+        if cls is TalkStore:
+            from talkmill_engine.jobs.sqlite_store import SqliteTalkStore
+
+            cls = SqliteTalkStore
+        return super().__new__(cls)
 
     @abstractmethod
-    def create(self, doc: dict[str, Any], job: dict[str, Any] | None = None) -> None: ...
+    def create(
+        self, doc: dict[str, Any], job: dict[str, Any] | None = None, max_active: int | None = None
+    ) -> None:
+        """Stores a new talk, owned by `owner_of(doc)`. With `max_active`: raises QueueFull when that many
+        talks are already created or started, counted and inserted as one step (a burst cannot overfill)."""
     @abstractmethod
-    def get(self, talk_id: str) -> TalkRecord | None: ...
+    def get(self, talk_id: str, owner: str | None = None) -> TalkRecord | None: ...
     @abstractmethod
-    def list_page(self, limit: int, token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_page(
+        self, limit: int, token: str | None = None, owner: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the token of the next page, or None on the last page."""
     @abstractmethod
-    def delete(self, talk_id: str) -> TalkRecord:
+    def delete(self, talk_id: str, owner: str | None = None) -> TalkRecord:
         """Removes a finished talk; NotFoundError, or NotReadyError while it is created or started."""
     @abstractmethod
     def count_active(self) -> int: ...
+    @abstractmethod
+    def recent_completions(self, window_seconds: float) -> tuple[int, float]:
+        """(talks that ended in the last `window_seconds`, seconds since the first of them ended)."""
 
     @abstractmethod
     def claim_next(self, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> TalkRecord | None:
@@ -135,7 +145,8 @@ class TalkStore(ABC):
         self, talk_id: str, delivered: bool, attempts: int, last_error: str | None = None,
         next_at: float | None = None,
     ) -> None:
-        """Records a delivery attempt. Not delivered with `next_at`: retry then; without: give up."""
+        """Records a delivery attempt (`attempts` made so far, across restarts). Not delivered with
+        `next_at` (unix time): pending until then; without: failed for good."""
     @abstractmethod
     def webhook_state(self, talk_id: str) -> str | None: ...
     @abstractmethod
@@ -170,198 +181,8 @@ def ended_webhook_state(state: str) -> str:
     return "pending" if state == "waiting" else state
 
 
-class SqliteTalkStore(TalkStore):
-    """One engine's store: its supervisor sees its workers die, so no leases are kept here."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
-        self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
-
-    # -- connection -----------------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so read-then-write steps cannot interleave.
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    # -- talks ----------------------------------------------------------------------------------
-    def create(self, doc: dict[str, Any], job: dict[str, Any] | None = None) -> None:
-        state = "waiting" if doc.get("webhook") else "none"
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO talks (id, status, created_at, webhook_state, doc, job) VALUES (?,?,?,?,?,?)",
-                (doc["id"], doc["status"], doc["created_at"], state, json.dumps(doc), json.dumps(job or {})),
-            )
-
-    def get(self, talk_id: str) -> TalkRecord | None:
-        row = self._conn().execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
-        return record_of(row) if row else None
-
-    def list_page(self, limit: int, token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        before = decode_token(token) if token else None
-        rows = self._conn().execute(
-            "SELECT seq, doc FROM talks WHERE (? IS NULL OR seq < ?) ORDER BY seq DESC LIMIT ?",
-            (before, before, limit + 1),
-        ).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_token = encode_token(rows[-1]["seq"]) if more else None
-        return [json.loads(row["doc"]) for row in rows], next_token
-
-    def delete(self, talk_id: str) -> TalkRecord:
-        with self._transaction() as conn:
-            row = conn.execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"Talk {talk_id!r} not found.")
-            if row["status"] in ACTIVE:
-                raise NotReadyError(f"Talk {talk_id!r} is still {row['status']}.", {"status": row["status"]})
-            conn.execute("DELETE FROM talks WHERE id = ?", (talk_id,))
-        return record_of(row)
-
-    def count_active(self) -> int:
-        row = self._conn().execute("SELECT COUNT(*) FROM talks WHERE status IN (?, ?)", ACTIVE).fetchone()
-        return row[0]
-
-    # -- queue ----------------------------------------------------------------------------------
-    def claim_next(self, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> TalkRecord | None:
-        with self._transaction() as conn:  # the write lock makes the claim exclusive
-            row = conn.execute("SELECT * FROM talks WHERE status = 'created' ORDER BY seq LIMIT 1").fetchone()
-            if row is None:
-                return None
-            doc = started_doc(json.loads(row["doc"]))
-            conn.execute(
-                "UPDATE talks SET status = 'started', worker_id = ?, attempts = attempts + 1, doc = ? "
-                "WHERE id = ?",
-                (worker_id, json.dumps(doc), row["id"]),
-            )
-        record = record_of(row)
-        record.doc, record.worker_id, record.attempts = doc, worker_id, record.attempts + 1
-        return record
-
-    def renew_lease(self, talk_id: str, worker_id: str, lease_seconds: float = LEASE_SECONDS) -> bool:
-        row = self._conn().execute("SELECT status, worker_id FROM talks WHERE id = ?", (talk_id,)).fetchone()
-        return row is not None and tuple(row) == ("started", worker_id)
-
-    def _finish(
-        self, talk_id: str, status: str, fields: dict[str, Any], job: dict[str, Any], worker_id: str | None
-    ) -> bool:
-        with self._transaction() as conn:
-            row = conn.execute("SELECT * FROM talks WHERE id = ?", (talk_id,)).fetchone()
-            if row is None or row["status"] in ("done", "error"):
-                return False
-            if worker_id is not None and (row["worker_id"] != worker_id or row["status"] != "started"):
-                return False
-            doc = ended_doc(json.loads(row["doc"]), status, fields)
-            merged_job = {**json.loads(row["job"]), **job}
-            conn.execute(
-                "UPDATE talks SET status = ?, doc = ?, job = ?, webhook_state = ?, webhook_next_at = 0 "
-                "WHERE id = ?",
-                (status, json.dumps(doc), json.dumps(merged_job), ended_webhook_state(row["webhook_state"]),
-                 talk_id),
-            )
-        return True
-
-    def requeue_orphans(self, live_workers: Collection[str] = (), crashed: bool = True) -> list[str]:
-        """Talks `started` by a worker not in `live_workers` go back to `created` (see requeue_workers)."""
-        with self._transaction() as conn:
-            rows = conn.execute("SELECT * FROM talks WHERE status = 'started'").fetchall()
-            return self._requeue(conn, [row for row in rows if row["worker_id"] not in live_workers], crashed)
-
-    def requeue_workers(self, worker_ids: Collection[str], crashed: bool = True) -> list[str]:
-        with self._transaction() as conn:
-            rows = conn.execute("SELECT * FROM talks WHERE status = 'started'").fetchall()
-            return self._requeue(conn, [row for row in rows if row["worker_id"] in worker_ids], crashed)
-
-    def requeue_expired(self) -> list[str]:
-        return []  # no leases: one engine, whose supervisor re-queues the talks of workers that died
-
-    def recover_interrupted(self) -> list[str]:
-        return self.requeue_orphans(())  # one engine per database: no worker is alive yet
-
-    @staticmethod
-    def _requeue(conn: sqlite3.Connection, rows: list[sqlite3.Row], crashed: bool) -> list[str]:
-        requeued = []
-        for row in rows:
-            attempts = row["attempts"] if crashed else max(row["attempts"] - 1, 0)
-            doc = json.loads(row["doc"])
-            if attempts >= MAX_ATTEMPTS:
-                conn.execute(
-                    "UPDATE talks SET status = 'error', attempts = ?, doc = ?, webhook_state = ? "
-                    "WHERE id = ?",
-                    (attempts, json.dumps(crashed_doc(doc, attempts)),
-                     ended_webhook_state(row["webhook_state"]), row["id"]),
-                )
-                continue
-            conn.execute(
-                "UPDATE talks SET status = 'created', worker_id = NULL, attempts = ?, doc = ? WHERE id = ?",
-                (attempts, json.dumps(requeued_doc(doc)), row["id"]),
-            )
-            requeued.append(row["id"])
-        return requeued
-
-    # -- webhooks -------------------------------------------------------------------------------
-    def pending_webhooks(self, now: float | None = None, limit: int = 50) -> list[TalkRecord]:
-        """Ended talks whose webhook is due (next attempt time reached)."""
-        now = time.time() if now is None else now
-        rows = self._conn().execute(
-            "SELECT * FROM talks WHERE webhook_state = 'pending' AND webhook_next_at <= ? "
-            "ORDER BY seq LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        return [record_of(row) for row in rows]
-
-    def claim_webhooks(
-        self, limit: int = 50, lease_seconds: float = WEBHOOK_LEASE_SECONDS
-    ) -> list[TalkRecord]:
-        # One engine: its dispatcher knows what it is delivering, and a restart delivers at once.
-        return self.pending_webhooks(limit=limit)
-
-    def mark_webhook(
-        self,
-        talk_id: str,
-        delivered: bool,
-        attempts: int,
-        last_error: str | None = None,
-        next_at: float | None = None,
-    ) -> None:
-        state = webhook_state_after(delivered, next_at)
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE talks SET webhook_state = ?, webhook_attempts = ?, webhook_last_error = ?, "
-                "webhook_next_at = ? WHERE id = ?",
-                (state, attempts, last_error, next_at or 0, talk_id),
-            )
-
-    def webhook_state(self, talk_id: str) -> str | None:
-        row = self._conn().execute("SELECT webhook_state FROM talks WHERE id = ?", (talk_id,)).fetchone()
-        return row[0] if row else None
-
-
 def webhook_state_after(delivered: bool, next_at: float | None) -> str:
-    """A delivery round's outcome: delivered, pending (another round is due at next_at) or failed."""
+    """A delivery attempt's outcome: delivered, pending (another attempt is due at next_at) or failed."""
     return "delivered" if delivered else ("pending" if next_at is not None else "failed")
 
 
@@ -372,10 +193,12 @@ def record_of(row: Any) -> TalkRecord:  # a sqlite3.Row or a psycopg dict row
         attempts=row["attempts"],
         worker_id=row["worker_id"],
         webhook_attempts=row["webhook_attempts"],
+        owner=row["owner"],
     )
 
 
 MAX_SEQ = 2**63  # SQLite's and PostgreSQL's BIGINT: a larger number in a token is not ours
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{4,40}$"  # what encode_token writes: base64url of "seq:<n>", unpadded
 
 
 def encode_token(seq: int) -> str:
@@ -390,4 +213,4 @@ def decode_token(token: str) -> int:
             raise ValueError(text)
         return int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError) as e:
-        raise BadRequestError("Invalid paging token.", {"field": "token"}) from e
+        raise invalid("token", "not a paging token of this engine", "the token of the previous page") from e

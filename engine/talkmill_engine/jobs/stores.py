@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talkmill_engine.jobs.store import SqliteTalkStore, TalkStore
+from talkmill_engine.jobs.sqlite_store import SqliteTalkStore
+from talkmill_engine.jobs.store import TalkStore
 from talkmill_engine.settings import EngineSettings
 
 

@@ -105,7 +105,8 @@ def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:
 
     limits = {"max_bytes": MAX_AUDIO_BYTES, "policy": ctx.policy, "error": AudioError}
     data = fetch_bytes(script["audio_url"], field="script.audio_url", **limits)
-    return decode_audio(data, max_seconds=MAX_AUDIO_SECONDS)  # stops decoding as soon as it is too long
+    # stops decoding as soon as it is too long; phones from the transcript (our `input` extension) if any
+    return decode_audio(data, max_seconds=MAX_AUDIO_SECONDS, transcript=script.get("input"))
 
 
 def load_logo(logo: dict[str, Any] | None, policy: FetchPolicy) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from talkmill_engine.errors import EngineError, UnknownError, from_violation
 from talkmill_engine.fetch import FetchPolicy
@@ -48,7 +49,7 @@ class WorkerSpec:
     lease_seconds: float = LEASE_SECONDS
 
 
-def worker_main(worker_id: str, spec: WorkerSpec, stop) -> None:  # noqa: ANN001 (a shared c_bool)
+def worker_main(worker_id: str, spec: WorkerSpec, stop, ready) -> None:  # noqa: ANN001 (shared c_bools)
     # Ctrl-C reaches the whole process group: the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(levelname)s %(message)s")
@@ -58,6 +59,7 @@ def worker_main(worker_id: str, spec: WorkerSpec, stop) -> None:  # noqa: ANN001
     store = open_store(spec.database_url, spec.db_path)
     started = time.monotonic()
     ctx = load_context(spec.results, spec.policy)
+    ready.value = True  # /health counts this worker from now on
     log.info("models loaded in %.1f s", time.monotonic() - started)
     while not stop.value and os.getppid() == spec.parent_pid:  # orphaned: the server is gone
         record = store.claim_next(worker_id, spec.lease_seconds)
@@ -115,9 +117,14 @@ def run_one(store: TalkStore, record: TalkRecord, ctx, worker_id: str) -> None: 
 class _Slot:
     worker_id: str
     process: BaseProcess
+    ready: Any  # a shared c_bool its worker sets once its models are loaded
     started_at: float
     restarts: int = 0
     next_start: float = 0.0
+
+    @property
+    def serving(self) -> bool:
+        return bool(self.ready.value) and self.process.is_alive()
 
 
 @dataclass
@@ -138,14 +145,19 @@ class WorkerPool:
 
     def _spawn(self, index: int, restarts: int = 0) -> _Slot:
         worker_id = f"w{index}-{self._boot}-{restarts}"
+        ready = _CTX.RawValue(ctypes.c_bool, False)
         process = _CTX.Process(
-            target=worker_main, args=(worker_id, self.spec, self._stop), name=worker_id, daemon=True
+            target=worker_main, args=(worker_id, self.spec, self._stop, ready), name=worker_id, daemon=True
         )
         process.start()
-        return _Slot(worker_id, process, time.monotonic(), restarts)
+        return _Slot(worker_id, process, ready, time.monotonic(), restarts)
 
     def alive_count(self) -> int:
         return sum(slot.process.is_alive() for slot in self.slots)
+
+    def ready_count(self) -> int:
+        """Workers alive with their models loaded: the ones that render a talk without a cold start."""
+        return sum(slot.serving for slot in self.slots)
 
     def supervise(self) -> None:
         """Restarts dead workers (backing off if they die young) and re-queues their talks, and the

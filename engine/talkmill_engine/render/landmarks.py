@@ -13,8 +13,11 @@ LIP_INNER_UPPER = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
 LIP_INNER_LOWER = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
 MOUTH_CORNERS = (61, 291)
 INNER_CORNERS = (78, 308)
+# Crowded into the mouth's corners, between the outer and the inner corner: so close to them that their thin
+# triangles fold over when the mouth opens or smiles. The warp leaves them out (they still move).
+CORNER_SEAM = (76, 306, 62, 292)
 # The lips' body between the contours: moves with the lip it belongs to.
-UPPER_LIP_BODY = [42, 183, 41, 38, 72, 12, 302, 268, 271, 407, 74, 73, 11, 303, 304, 184, 408, 62, 292]
+UPPER_LIP_BODY = [42, 183, 41, 38, 72, 12, 302, 268, 271, 407, 74, 73, 11, 303, 304, 184, 408, 62, 292, 272]
 LOWER_LIP_BODY = [96, 89, 179, 86, 15, 316, 403, 319, 325, 77, 90, 180, 85, 16, 315, 404, 320, 307]
 
 # Eyes, from the outer corner to the inner corner (image-left eye first).

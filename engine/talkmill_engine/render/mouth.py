@@ -1,9 +1,11 @@
-"""What shows when the lips part: a dark cavity, a tongue, and teeth.
+"""What shows when the lips part, painted per frame inside the moved inner-lip outline.
 
-If the photo shows its own teeth (an open mouth), that patch of the photo is carried rigidly with the
-upper lip, as real upper teeth are. Otherwise teeth are drawn: shaded incisors under the upper lip
-(darker toward the corners and in the lip's shadow, with faint gaps), and lower teeth when the mouth
-is wide open. Everything is composited inside the moved inner-lip outline, anti-aliased.
+Back to front: the cavity (dark at the back, lit toward the lips), the tongue (low on open vowels, its tip
+raised to the upper teeth for l and th), the lower teeth (with the jaw, partly hidden, seen on wide-open
+shapes), the upper teeth (with the head: the upper lip slides over them), then the lips' shadow along the
+inner edges and in the corners, and the photo's own grain. Teeth come from teeth.py (a photographed
+texture, or the portrait's own). Everything is in a small box around the mouth; the outline's edge is
+anti-aliased and softened.
 """
 
 from __future__ import annotations
@@ -12,98 +14,147 @@ import cv2
 import numpy as np
 
 from talkmill_engine.render import landmarks as L
-from talkmill_engine.render.rig import Rig
+from talkmill_engine.render.rig import Rig, smoothstep
+from talkmill_engine.render.teeth import SKIN_SAMPLES, Layer, closed_lip_line, photo_teeth, texture_teeth
 
 SHIFT = 4
-TOOTH_WIDTHS = (0.105, 0.09, 0.08)  # central, lateral incisor, canine, × iod
+BACK, FRONT = 0.22, 0.5  # the cavity's colour, as fractions of the lips' (in their reddish shade)
+TONGUE_LOW = 0.3  # of the lip gap, at rest on the floor of the mouth
+TONGUE_TIP = 0.55  # more, at the middle, with the tip raised
+LOWER_SHOW = 0.05  # × iod of lower teeth seen on a wide-open mouth
+SEAM = 0.7  # closed lips meet in a line this much darker than they are, not in a black one
 
 
 class MouthInterior:
     def __init__(self, image: np.ndarray, rig: Rig) -> None:
+        self.rig = rig
         self.iod = rig.iod
-        self.base = rig.base
-        lip = _lip_colour(image, rig.base)
-        self.cavity = lip * 0.16
-        self.tongue = lip * 0.62 + np.array([18.0, 0, 0])
-        skin = image[int(rig.base[1, 1]), int(rig.base[1, 0])].astype(np.float32)  # the nose tip
-        # Ivory, tinted by the photo's light so the teeth belong to the same picture.
-        self.teeth = (0.7 * np.array([242.0, 232.0, 208.0]) + 0.3 * skin) * np.clip(image.mean() / 130, 0.9, 1.08)
-        self.photo_teeth = _photo_teeth(image, rig) if rig.mouth_open else None
+        lip = lip_colour(image, rig.base)
+        shade = np.sqrt(lip / max(float(lip.max()), 1.0))  # light inside a mouth is reddened by it
+        self.back, self.front = lip * shade * BACK, lip * shade * FRONT
+        self.tongue = lip * np.array([0.95, 0.72, 0.72], np.float32)
+        self.seam = lip * SEAM
+        self.shadow_tint = (1 + 0.6 * (1 - shade)).astype(np.float32)  # shadows redden too: less red goes
+        self.upper, self.lower = texture_teeth(image, rig, shade)
+        if rig.mouth_open:
+            self.upper = photo_teeth(image, rig, lip)
+        self.depth = float(rig.depth[13])
+        self.grain = grain(image, rig)
+        self.rest_line = rig.mouth_centre + float(closed_lip_line(rig, np.zeros(1))[0]) * rig.axis_v
 
-    def paint(self, frame: np.ndarray, points: np.ndarray) -> None:
+    def paint(self, frame: np.ndarray, points: np.ndarray, pose: dict[str, float]) -> None:
         """Composite the interior into `frame` (in place) inside the inner-lip outline at `points`."""
         loop = points[L.INNER_LOOP]
         x1, y1 = np.floor(loop.min(axis=0)).astype(int) - 2
         x2, y2 = np.ceil(loop.max(axis=0)).astype(int) + 3
         x1, y1 = max(x1, 0), max(y1, 0)
         x2, y2 = min(x2, frame.shape[1]), min(y2, frame.shape[0])
-        if x2 - x1 < 2 or y2 - y1 < 2 or _max_gap(points) < 1.0:
+        if x2 - x1 < 2 or y2 - y1 < 2 or (_max_gap(points) < 1.0 and not self.rig.mouth_open):
             return
         mask = polygon_mask(loop - [x1, y1], (y2 - y1, x2 - x1))
-        layer = self._layer(points, x1, y1, x2, y2)
+        if self.rig.mouth_open:  # its closed lips squeeze the photo's teeth into the seam: cover a line
+            mask = cv2.dilate(mask, np.ones((3, 1), np.uint8))
+        mask = cv2.GaussianBlur(mask, (3, 3), 0)
+        layer = self._layer(points, pose, x1, y1, x2, y2)
         region = frame[y1:y2, x1:x2].astype(np.float32)
-        frame[y1:y2, x1:x2] = (region + (layer - region) * mask[..., None]).astype(np.uint8)
+        frame[y1:y2, x1:x2] = np.clip(region + (layer - region) * mask[..., None], 0, 255).astype(np.uint8)
 
-    def _layer(self, points: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
-        h, w = y2 - y1, x2 - x1
-        xs = np.arange(w, dtype=np.float32) + x1
-        ys = np.arange(h, dtype=np.float32)[:, None] + y1
-        upper = _curve_at(points[L.LIP_INNER_UPPER], xs)
-        lower = _curve_at(points[L.LIP_INNER_LOWER], xs)
+    def _layer(self, points: np.ndarray, pose: dict[str, float], x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        xs = np.arange(x2 - x1, dtype=np.float32) + x1
+        ys = np.arange(y2 - y1, dtype=np.float32)[:, None] + y1
+        upper = curve_at(points[L.LIP_INNER_UPPER], xs)
+        lower = curve_at(points[L.LIP_INNER_LOWER], xs)
         centre_x = float(points[[13, 14], 0].mean())
         half = max(float(np.ptp(points[L.LIP_INNER_UPPER, 0])) / 2, 1.0)
         across = np.clip(np.abs(xs - centre_x) / half, 0, 1)
-        depth = np.clip((ys - upper) / np.maximum(lower - upper, 1.0), 0, 1)  # 0 at upper lip, 1 at lower
-        shade = (0.55 + 0.45 * np.sin(np.pi * depth) * (1 - across**2))[..., None]
-        layer = np.broadcast_to(self.cavity, (h, w, 3)) * (1.4 - 0.6 * shade)
-        layer = self._tongue(layer, xs, ys, upper, lower, across)
-        if self.photo_teeth is not None:
-            return self._photo(layer, points, x1, y1)
-        return self._drawn_teeth(layer, xs, ys, upper, lower, across, centre_x)
+        gap = np.maximum(lower - upper, 1.0)
+        layer = self._cavity(ys, upper, gap, across)
+        layer = self._tongue(layer, ys, lower, gap, across, float(pose.get("tongue", 0.0)))
+        head = self.rig.head_matrix(pose, self.depth)
+        lower_teeth = self._lower_matrix(head, points)
+        if lower_teeth is not None:
+            layer = _over(layer, self.lower, lower_teeth, x1, y1)
+        layer = _over(layer, self.upper, head, x1, y1)
+        dark = 1 - self._shadow(ys, upper, lower, across)[..., None]
+        layer = layer * np.clip(1 - dark * self.shadow_tint, 0, 1)
+        layer = self._tongue_tip(layer, ys, lower, gap, across, float(pose.get("tongue", 0.0)))
+        closing = (1 - smoothstep(0.0, 0.03 * self.iod, lower - upper))[..., None]
+        layer = layer + (self.seam - layer) * closing
+        return layer + self.grain[y1:y2, x1:x2, None]
 
-    def _tongue(self, layer, xs, ys, upper, lower, across) -> np.ndarray:
-        gap = lower - upper
-        top = lower - 0.38 * gap
-        inside = np.clip((ys - top) / np.maximum(0.3 * gap, 1.0), 0, 1) * (1 - across**3)
-        visible = np.clip((gap - 0.12 * self.iod) / (0.1 * self.iod), 0, 1)  # only when wide open
-        weight = (inside * visible)[..., None]
-        return layer + (self.tongue - layer) * weight * 0.8
+    def _cavity(self, ys, upper, gap, across) -> np.ndarray:
+        depth = np.clip((ys - upper) / gap, 0, 1)  # 0 at the upper lip, 1 at the lower
+        deep = (np.sin(np.pi * depth) * (1 - across**2))[..., None]
+        return self.front + (self.back - self.front) * deep
 
-    def _drawn_teeth(self, layer, xs, ys, upper, lower, across, centre_x) -> np.ndarray:
-        iod = self.iod
-        gap = lower - upper
-        height = 0.055 * iod * (1 - 0.5 * across**2)  # the visible part: the upper lip hides the rest
-        edge = np.clip((upper + height - ys) / 1.5, 0, 1)  # 1 inside the upper teeth, soft lower edge
-        shadow = 0.82 + 0.18 * np.clip((ys - upper) / np.maximum(0.4 * height, 1.0), 0, 1)
-        tone = (1 - 0.45 * across**2) * shadow * _tooth_gaps(xs, centre_x, iod)
-        upper_teeth = edge * (across < 0.93)
-        low_height = 0.05 * iod * np.clip((gap - 0.14 * iod) / (0.08 * iod), 0, 1)
-        lower_teeth = np.clip((ys - (lower - low_height)) / 1.2, 0, 1) * (across < 0.7) * (low_height > 0.5)
-        teeth = self.teeth * tone[..., None]
-        layer = layer + (teeth - layer) * upper_teeth[..., None]
-        return layer + (teeth * 0.82 - layer) * lower_teeth[..., None]
+    def _tongue(self, layer, ys, lower, gap, across, tip: float, width=1.0, lit=0.55, seen_from=(0.03, 0.09)):
+        if gap.max() <= seen_from[0] * self.iod:  # not in a barely open mouth
+            return layer
+        height = gap * (TONGUE_LOW + TONGUE_TIP * tip * np.exp(-((across / 0.4) ** 2)))
+        top = lower - height
+        inside = np.clip((ys - top) / 1.5, 0, 1) * (1 - np.minimum(across / width, 1) ** 3)
+        seen = smoothstep(seen_from[0] * self.iod, seen_from[1] * self.iod, gap)
+        front = np.clip((ys - top) / np.maximum(height, 1.0), 0, 1)  # its top recedes into the dark
+        tone = ((lit + (1 - lit) * front) * (1 - 0.35 * across**2))[..., None]
+        return layer + (self.tongue * tone - layer) * (inside * seen)[..., None]
 
-    def _photo(self, layer: np.ndarray, points: np.ndarray, x1: int, y1: int) -> np.ndarray:
-        patch, mask, (px, py) = self.photo_teeth
-        offset = points[13] - self.base[13]  # the upper lip carries the teeth
-        matrix = np.float32([[1, 0, px + offset[0] - x1], [0, 1, py + offset[1] - y1]])
-        size = (layer.shape[1], layer.shape[0])
-        moved = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR)
-        alpha = cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_LINEAR)[..., None]
-        return layer + (moved.astype(np.float32) - layer) * alpha
+    def _tongue_tip(self, layer, ys, lower, gap, across, tip: float) -> np.ndarray:
+        """For th the tip comes forward between the teeth, in the light: the middle of the tongue again,
+        over the teeth and the lips' shadow."""
+        forward = float(smoothstep(0.75, 1.0, np.asarray(tip)))
+        if forward <= 0:
+            return layer
+        tipped = self._tongue(layer, ys, lower, gap, across, tip, width=0.35, lit=0.8, seen_from=(0.01, 0.04))
+        return layer + (tipped - layer) * forward
+
+    def _lower_matrix(self, head: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+        """The head's map, then down with the jaw to the lower lip, less the part of the row it uncovers;
+        None while the lower lip hides the whole row."""
+        down = head[:, :2] @ self.rig.axis_v
+        gap = float((points[14] - points[13]) @ down)
+        seen = LOWER_SHOW * self.iod * float(smoothstep(0.1 * self.iod, 0.28 * self.iod, np.asarray(gap)))
+        if seen <= 0:
+            return None
+        rest = head[:, :2] @ self.rest_line + head[:, 2]
+        drop = float((points[14] - rest) @ down)
+        moved = head.copy()
+        moved[:, 2] += (drop - seen) * down
+        return moved
+
+    def _shadow(self, ys, upper, lower, across) -> np.ndarray:
+        """The lips shade the mouth's edges: most under the upper lip, less over the lower, the corners deep;
+        and a narrow opening lets little light in at all."""
+        below_upper = np.maximum(ys - upper, 0) / (0.02 * self.iod)
+        above_lower = np.maximum(lower - ys, 0) / (0.018 * self.iod)
+        admitted = 0.35 + 0.65 * smoothstep(0.0, 0.06 * self.iod, lower - upper)
+        return ((1 - 0.35 * np.exp(-below_upper)) * (1 - 0.3 * np.exp(-above_lower))
+                * (1 - 0.6 * smoothstep(0.5, 1.0, across)) * admitted)
 
 
-def _tooth_gaps(xs: np.ndarray, centre_x: float, iod: float) -> np.ndarray:
-    """Faint dark lines between teeth, from the centre outwards."""
-    tone = np.ones_like(xs)
-    edges = np.cumsum((0.0,) + TOOTH_WIDTHS) * iod
-    for edge in edges:
-        for x in (centre_x - edge, centre_x + edge):
-            tone *= 1 - 0.08 * np.exp(-(((xs - x) / max(0.006 * iod, 0.6)) ** 2))
-    return tone
+def grain(image: np.ndarray, rig: Rig) -> np.ndarray:
+    """A still noise field as strong as the photo's own grain (measured on the skin around the mouth), so
+    the painted inside of the mouth is not smoother than the picture around it."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    detail = grey - cv2.GaussianBlur(grey, (0, 0), 1.5)
+    half = max(int(0.03 * rig.iod), 1)
+    samples = [detail[max(int(y) - half, 0) : int(y) + half + 1, max(int(x) - half, 0) : int(x) + half + 1]
+               for x, y in rig.base[list(SKIN_SAMPLES), :2]]
+    strength = float(np.median([np.std(s) for s in samples if s.size]))
+    noise = cv2.GaussianBlur(np.random.default_rng(0).standard_normal(grey.shape).astype(np.float32), (0, 0), 0.7)
+    return noise * (strength / max(float(noise.std()), 1e-6))
 
 
-def _curve_at(curve: np.ndarray, xs: np.ndarray) -> np.ndarray:
+def _over(layer: np.ndarray, teeth: Layer, matrix: np.ndarray, x1: int, y1: int) -> np.ndarray:
+    """`teeth` moved by `matrix` (rest face → frame), composited over `layer` (whose corner is x1, y1)."""
+    linear = matrix[:, :2]
+    shift = linear @ np.asarray(teeth.origin, np.float64) + matrix[:, 2] - [x1, y1]
+    placed = np.hstack([linear, shift[:, None]]).astype(np.float32)
+    size = (layer.shape[1], layer.shape[0])
+    moved = cv2.warpAffine(teeth.rgba, placed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return layer + (moved[..., :3] - layer) * moved[..., 3:]
+
+
+def curve_at(curve: np.ndarray, xs: np.ndarray) -> np.ndarray:
     order = np.argsort(curve[:, 0])
     return np.interp(xs, curve[order, 0], curve[order, 1]).astype(np.float32)
 
@@ -119,7 +170,7 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask.astype(np.float32) / 255
 
 
-def _lip_colour(image: np.ndarray, base: np.ndarray) -> np.ndarray:
+def lip_colour(image: np.ndarray, base: np.ndarray) -> np.ndarray:
     mask = np.zeros(image.shape[:2], np.uint8)
     outer = np.round(base[L.LIP_OUTER_UPPER + L.LIP_OUTER_LOWER[::-1]]).astype(np.int32)
     inner = np.round(base[L.INNER_LOOP]).astype(np.int32)
@@ -127,15 +178,3 @@ def _lip_colour(image: np.ndarray, base: np.ndarray) -> np.ndarray:
     cv2.fillPoly(mask, [inner], 0)
     pixels = image[mask > 0]
     return pixels.mean(axis=0).astype(np.float32) if len(pixels) else np.array([150.0, 80, 80], np.float32)
-
-
-def _photo_teeth(image: np.ndarray, rig: Rig) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """The photo's own mouth interior: (patch, alpha mask, top-left) in the photo's coordinates."""
-    loop = rig.base[L.INNER_LOOP]
-    x1, y1 = np.floor(loop.min(axis=0)).astype(int) - 1
-    x2, y2 = np.ceil(loop.max(axis=0)).astype(int) + 2
-    x1, y1 = max(x1, 0), max(y1, 0)
-    patch = image[y1:y2, x1:x2].copy()
-    mask = polygon_mask(loop - [x1, y1], patch.shape[:2])
-    mask = cv2.erode(mask, np.ones((2, 2), np.uint8))  # keep the lips' own edge out of the patch
-    return patch, mask, (x1, y1)

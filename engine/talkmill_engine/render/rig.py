@@ -4,7 +4,8 @@ Pure geometry (no I/O). Points = the 468 mesh points, two rings outside the face
 background) and the image border. A pose moves them: lips and jaw (gap profile: upper lip a quarter,
 lower lip and jaw three quarters), mouth corners (width, rounding, smile), lids, brows, then the head
 (roll about the neck, yaw and pitch as depth parallax), fading through the rings to a fixed border.
-Distances are in units of the inter-ocular distance (iod), so the rig works at any resolution.
+Behind glasses (glasses.py) a line of still points along the frame's top bar keeps the frame rigid when the
+brows rise. Distances are in units of the inter-ocular distance (iod), so the rig works at any resolution.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ import numpy as np
 
 from talkmill_engine.render import landmarks as L
 
-POSE_KEYS = ("jaw", "width", "press", "smile", "brow", "blink", "eye_wide", "yaw", "pitch", "roll", "dx", "dy")
+POSE_KEYS = ("jaw", "width", "press", "tongue", "smile", "brow", "blink", "eye_wide", "yaw", "pitch", "roll", "dx",
+             "dy")
 MIN_LIP_GAP = 0.004  # × iod: lips and lids never fully meet, so no triangle folds over
-MIN_LID_GAP = 0.012
-MAX_JAW_GAP = 0.36  # lip gap of a wide-open "aa", × iod
+MIN_LID_GAP = 0.016  # at 0.012 the triangle at a lid's outer corner can fold in a full blink
+MAX_JAW_GAP = 0.3  # lip gap of a wide-open "aa", × iod
 HEAD_CENTRE_DEPTH = 0.2  # the head turns about a point this far behind its deepest landmark, × iod
 PARALLAX = 0.6  # damped: full parallax rubber-sheets the face outline
+FRAME_UNDER_BROWS = 0.03  # × iod: behind glasses, the still line above the frame's top bar
+UPPER_LIP_SHARE = 0.25  # of a change in lip gap; the lower lip and jaw take the rest
+# How far the lid crease follows the upper lid in a blink (eyes.py lays skin over the band between them);
+# more stretches the skin above the crease into visible folds. Behind glasses the crease often lies on the
+# frame: it stays.
+CREASE_SHARE = 0.4
+CREASE_SHARE_GLASSES = 0.1
 
 
 def smoothstep(a: float, b: float, x: np.ndarray) -> np.ndarray:
@@ -28,13 +37,18 @@ def smoothstep(a: float, b: float, x: np.ndarray) -> np.ndarray:
 
 
 class Rig:
-    def __init__(self, landmarks: np.ndarray, size: tuple[int, int], normalization: float = 1.0) -> None:
+    def __init__(
+        self, landmarks: np.ndarray, size: tuple[int, int], normalization: float = 1.0, glasses: bool = False
+    ) -> None:
         self.size = size  # (width, height)
         self.normalization = float(normalization)
+        self.glasses = glasses
         lm = landmarks.astype(np.float64)
         self.iod = float(np.linalg.norm(lm[473, :2] - lm[468, :2])) or 1.0
         self._frame(lm)
         self.base = self._control_points(lm)
+        if glasses:
+            self._add_frame_line(lm)
         self._weights(lm)
         self._lip_pairs()
         self._eye_pairs()
@@ -67,6 +81,17 @@ class Rig:
         self.depth = np.concatenate([lm[:468, 2], np.full(int(keep[468:].sum()), lm[:468, 2].max())])
         return points[keep]
 
+    def _add_frame_line(self, lm: np.ndarray) -> None:
+        """Behind glasses: still points just under the brows' upper edge, above the frame's top bar (the mesh
+        puts the brows' lower edge on the bar), so raised brows stretch only the skin above them and the
+        frame keeps its shape."""
+        upper_brows = [i for eye in L.EYES for i in eye["brow"][5:]]
+        line = lm[upper_brows, :2] + FRAME_UNDER_BROWS * self.iod * self.axis_v
+        self.frame_line = np.arange(len(self.base), len(self.base) + len(line))
+        self.base = np.vstack([self.base, line])
+        self.ring_level = np.concatenate([self.ring_level, np.zeros(len(line), int)])
+        self.depth = np.concatenate([self.depth, lm[upper_brows, 2]])
+
     def _weights(self, lm: np.ndarray) -> None:
         rel = self.base - self.mouth_centre
         self.u, self.v = rel @ self.axis_u, rel @ self.axis_v
@@ -96,6 +121,10 @@ class Rig:
         below = self.v > chin_v
         self.w_head = np.select([levels == 0, levels == 1, levels == 2], [1.0, np.where(below, 0.45, 0.85),
                                 np.where(below, 0.1, 0.3)], 0.0)
+        self._rings = (levels == 1) | (levels == 2)
+        inner = np.array([[1.0, 1.0], [self.size[0] - 2.0, self.size[1] - 2.0]])
+        rings = self.base[self._rings]
+        self._ring_bounds = (np.minimum(rings, inner[0]), np.maximum(rings, inner[1]))  # at rest: where they are
 
     def _lip_pairs(self) -> None:
         upper, lower = np.array(L.LIP_INNER_UPPER), np.array(L.LIP_INNER_LOWER)
@@ -117,26 +146,39 @@ class Rig:
             lower_at_upper = np.interp(along(upper), along(lower)[lower_order], across(lower)[lower_order])
             gap = np.maximum(lower_at_upper - across(upper), 0.0)
             gap_at_lower = np.interp(along(lower), along(upper), gap)
+            # The crease follows the lid above it, column by column (lid corners still): pairs by position.
+            lid_along = np.concatenate([[0.0], along(upper), [float(np.linalg.norm(corners[1] - corners[0]))]])
             self.eyes.append({"upper": upper, "lower": lower, "gap_upper": gap, "gap_lower": gap_at_lower,
-                              "crease": np.array(eye["crease"]), "brow": np.array(eye["brow"])})
+                              "crease": np.array(eye["crease"]), "brow": np.array(eye["brow"]),
+                              "lid_along": lid_along, "crease_along": along(np.array(eye["crease"]))})
         eye_indices = [i for e in L.EYES for k in ("upper", "lower") for i in e[k]]
         brow_v = float(self.v[[i for e in L.EYES for i in e["brow"]]].mean())
         eye_v = float(self.v[eye_indices].mean())
-        # Forehead follows the brows; fades out below them.
-        self.w_brow = smoothstep(eye_v, brow_v, self.v) * (self.ring_level < 2)
+        # Forehead follows the brows; fades out below them, down to the eyes, or behind glasses down to the
+        # frame's line (nothing below it moves).
+        if self.glasses:
+            upper_brows = [i for e in L.EYES for i in e["brow"][5:]]
+            top = float(self.v[upper_brows].mean()) - 0.01 * self.iod
+            self.w_brow = smoothstep(float(self.v[self.frame_line].mean()), top, self.v)
+            self.w_brow[self.frame_line] = 0
+            self.w_brow[[i for e in L.EYES for i in e["brow"][:5]]] = 0
+        else:
+            self.w_brow = smoothstep(eye_v, brow_v, self.v)
+        self.w_brow *= self.ring_level < 2
 
     def _mesh_indices(self) -> np.ndarray:
         """The points the warp triangulates: every feature point (lips, lids, brows, nose, outline), all
-        points near the mouth and eyes, and the rest thinned to ~0.2 iod apart. Cheeks and forehead only
-        follow the head, smoothly, so their extra triangles cost time (one fill each per frame) and add
-        nothing. The other points still move and are measured; they just do not shape triangles."""
+        points near the mouth and eyes (but the seam points beside the mouth's corners, whose thin triangles
+        fold over), and the rest thinned to ~0.2 iod apart. Cheeks and forehead only follow the head,
+        smoothly, so their extra triangles cost time (one fill each per frame) and add nothing. The other
+        points still move and are measured; they just do not shape triangles."""
         features = L.UPPER_LIP | L.LOWER_LIP | set(L.MOUTH_CORNERS + L.INNER_CORNERS) | set(L.FACE_OVAL + L.NOSE)
         features |= {i for eye in L.EYES for key in ("upper", "lower", "crease", "brow") for i in eye[key]}
         eye_centres = [self.base[eye["upper"] + eye["lower"]].mean(axis=0) for eye in L.EYES]
         near = np.linalg.norm(self.base[:468] - self.mouth_centre, axis=1) < 0.45 * self.iod
         for centre in eye_centres:
             near |= np.linalg.norm(self.base[:468] - centre, axis=1) < 0.3 * self.iod
-        kept = sorted(features | set(np.flatnonzero(near)))
+        kept = sorted((features | set(np.flatnonzero(near))) - set(L.CORNER_SEAM))
         for i in range(468):
             if i not in features and not near[i]:
                 if np.min(np.linalg.norm(self.base[kept] - self.base[i], axis=1)) >= 0.2 * self.iod:
@@ -163,7 +205,7 @@ class Rig:
         delta = np.interp(self.u, self.lip_u, delta_cols)
         centre_delta = float(delta_cols[len(delta_cols) // 2])
         lip_delta = np.where(self.is_lower_lip | self.is_upper_lip, delta, centre_delta)
-        dv += 0.75 * lip_delta * self.w_jaw - 0.25 * lip_delta * self.w_upper
+        dv += (1 - UPPER_LIP_SHARE) * lip_delta * self.w_jaw - UPPER_LIP_SHARE * lip_delta * self.w_upper
         u_in = np.clip(self.u, -hw, hw)
         width = get("width")
         du += width * (0.14 if width > 0 else 0.3) * u_in * self.w_mouth
@@ -180,20 +222,41 @@ class Rig:
                 gap = eye["gap_" + key]
                 delta = np.maximum(gap * open_scale, MIN_LID_GAP * self.iod) - gap
                 dv[eye[key]] += share * delta
-            dv[eye["crease"]] += 0.35 * dv[eye["upper"]].mean()
+            lid = np.concatenate([[0.0], dv[eye["upper"]], [0.0]])
+            share = CREASE_SHARE_GLASSES if self.glasses else CREASE_SHARE
+            dv[eye["crease"]] += share * np.interp(eye["crease_along"], eye["lid_along"], lid)
         dv -= get("brow") * 0.09 * self.iod * self.w_brow
 
+    def head_matrix(self, pose: dict[str, float], depth: float) -> np.ndarray:
+        """The 2×3 affine map by which the head moves a rigid point at `depth` (teeth, eyeballs)."""
+        get = lambda key: float(pose.get(key, 0.0))  # noqa: E731
+        shift_u, shift_v, angle = self._head_motion(get, np.ones(1), np.array([depth]))
+        shift = shift_u[0] * self.axis_u + shift_v[0] * self.axis_v
+        cos, sin = np.cos(angle[0]), np.sin(angle[0])
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        pivot = self._pivot()
+        return np.hstack([rotation, (pivot + rotation @ (shift - pivot))[:, None]])
+
     def _head(self, points: np.ndarray, get) -> np.ndarray:
-        w = self.w_head
-        depth_lever = (self.depth.max() + HEAD_CENTRE_DEPTH * self.iod - self.depth) * PARALLAX
-        shift_u = get("yaw") * depth_lever * w + get("dx") * w
-        shift_v = get("pitch") * depth_lever * w + get("dy") * w
+        shift_u, shift_v, angle = self._head_motion(get, self.w_head, self.depth)
         points = points + np.outer(shift_u, self.axis_u) + np.outer(shift_v, self.axis_v)
-        pivot = self.mouth_centre + self.axis_v * 1.3 * self.iod
-        angle = get("roll") * w
+        pivot = self._pivot()
         rel = points - pivot
         cos, sin = np.cos(angle), np.sin(angle)
-        return pivot + np.stack([cos * rel[:, 0] - sin * rel[:, 1], sin * rel[:, 0] + cos * rel[:, 1]], axis=1)
+        points = pivot + np.stack([cos * rel[:, 0] - sin * rel[:, 1], sin * rel[:, 0] + cos * rel[:, 1]], axis=1)
+        # Rings near the image's edge must not cross it: the fixed border points' thin triangles would fold.
+        points[self._rings] = np.clip(points[self._rings], *self._ring_bounds)
+        return points
+
+    def _head_motion(self, get, w: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shift along u, shift along v, roll angle) of points weighted `w` at `depth`."""
+        depth_lever = (self.depth.max() + HEAD_CENTRE_DEPTH * self.iod - depth) * PARALLAX
+        shift_u = get("yaw") * depth_lever * w + get("dx") * w
+        shift_v = get("pitch") * depth_lever * w + get("dy") * w
+        return shift_u, shift_v, get("roll") * w
+
+    def _pivot(self) -> np.ndarray:
+        return self.mouth_centre + self.axis_v * 1.3 * self.iod
 
 
 def _border_points(width: int, height: int, per_side: int = 8) -> np.ndarray:

@@ -8,16 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from talkmill_engine.render.animate import FaceAnimator
 from talkmill_engine.render.compose import Framing, LogoOverlay, Stopwatch
 from talkmill_engine.render.drivers import Driver
 from talkmill_engine.render.encode import VideoWriter
-from talkmill_engine.render.eyes import Eyelids
 from talkmill_engine.render.face import FaceFinder, FaceFit
+from talkmill_engine.render.glasses import wears_glasses
 from talkmill_engine.render.motion import blink_track, expression_tracks, head_tracks
-from talkmill_engine.render.mouth import MouthInterior
 from talkmill_engine.render.rig import Rig
 from talkmill_engine.render.visemes import frame_count, loudness, tracks_from_audio, tracks_from_phones
-from talkmill_engine.render.warp import MeshWarp
 from talkmill_engine.speech.timing import Speech
 from talks_contract.formats import DEFAULT_RESULT_FORMAT
 
@@ -58,23 +57,16 @@ class Renderer:
         Raises FaceError when no face is found.
         """
         clock = Stopwatch()
-        fit = self.faces.find(image, float(config.get("align_expand_factor", 0.3)))
-        frame = Framing(image, fit, stitch=bool(config.get("stitch")), sharpen=bool(config.get("sharpen", True)))
-        rig = Rig(self.faces.landmarks(frame.work), frame.work_size, float(config.get("normalization_factor", 1)))
+        fit, frame, rig = self.prepare(image, config)
         clock.lap("landmarks")
         n_frames = frame_count(speech.duration, FPS)
         tracks = build_tracks(speech, n_frames, config, driver)
-        warp = MeshWarp(rig.base, rig.triangles, frame.work_size)
-        interior = MouthInterior(frame.work, rig)
-        lids = Eyelids(frame.work, rig)
+        animator = FaceAnimator(frame.work, rig)
         overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
         fmt = _result_format(config)
         with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
             for i in range(n_frames):
-                points = rig.pose_points({name: values[i] for name, values in tracks.items()})
-                face = warp.warp(frame.work, points)
-                interior.paint(face, points)
-                lids.paint(face, points, tracks["blink"][i])
+                face = animator.frame({name: values[i] for name, values in tracks.items()})
                 out = frame.compose(face)
                 if overlay is not None:
                     overlay.apply(out)
@@ -91,6 +83,15 @@ class Renderer:
             face=_face_object(fit),
             stage_seconds=clock.laps,
         )
+
+    def prepare(self, image: np.ndarray, config: dict[str, Any]) -> tuple[FaceFit, Framing, Rig]:
+        """The face found in `image`, the crop it is animated in, and its rig."""
+        fit = self.faces.find(image, float(config.get("align_expand_factor", 0.3)))
+        frame = Framing(image, fit, stitch=bool(config.get("stitch")), sharpen=bool(config.get("sharpen", True)))
+        landmarks = self.faces.landmarks(frame.work)
+        glasses = wears_glasses(frame.work, landmarks)
+        rig = Rig(landmarks, frame.work_size, float(config.get("normalization_factor", 1)), glasses=glasses)
+        return fit, frame, rig
 
 
 def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: Driver) -> dict[str, np.ndarray]:

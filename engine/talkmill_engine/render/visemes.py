@@ -1,48 +1,83 @@
 """Mouth shapes over time, from phoneme timings (text scripts) or from the sound itself (audio scripts).
 
-Pure numpy. Each frame gets `jaw` (0 closed .. 1 wide), `width` (-1 rounded .. 1 spread) and `press`
-(1 = lips together for p, b, m). Shapes are keyed at phoneme centres, the mouth leading the sound by
-~30 ms, interpolated and lightly smoothed, and scaled by the loudness of the moment: the same vowel is
-opened wider when it is spoken louder.
+Pure numpy. Each frame gets `jaw` (0 closed .. 1 wide), `width` (-1 rounded .. 1 spread), `press`
+(1 = lips together for p, b, m) and `tongue` (how far the tip rises: 0.7 to behind the upper teeth for l,
+1 forward between the teeth for th).
+Shapes are keyed at phoneme centres, the mouth leading the sound, interpolated and lightly smoothed. How
+far the jaw opens is the shape's opening times the loudness of the moment: a reduced, quiet vowel barely
+parts the lips and a stressed one opens fully, as speakers do (and the output's lip opening follows the
+sound: bench/lipsync.py).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from talkmill_engine.speech.timing import Phone, Speech
 
-LEAD_SECONDS = 0.03
-# (jaw, width, press) per IPA symbol; unknown symbols fall back by class.
-_SHAPES: dict[str, tuple[float, float, float]] = {
-    **dict.fromkeys("aɑɒæ", (1.0, 0.15, 0.0)),
-    **dict.fromkeys("ʌɐ", (0.8, 0.1, 0.0)),
-    **dict.fromkeys("eɛ", (0.65, 0.45, 0.0)),
-    **dict.fromkeys("iɪy", (0.3, 0.75, 0.0)),
-    **dict.fromkeys("əɚɜɝ", (0.45, 0.05, 0.0)),
-    **dict.fromkeys("oɔ", (0.6, -0.7, 0.0)),
-    **dict.fromkeys("uʊwɯ", (0.25, -1.0, 0.0)),
-    **dict.fromkeys("pbm", (0.0, 0.0, 1.0)),
-    **dict.fromkeys("fv", (0.1, 0.2, 0.5)),
-    **dict.fromkeys("θð", (0.2, 0.2, 0.0)),
-    **dict.fromkeys("szʃʒɕʑ", (0.14, 0.5, 0.0)),
-    **dict.fromkeys("tdnlɾ", (0.25, 0.25, 0.0)),
-    **dict.fromkeys("kgŋxɡq", (0.3, 0.1, 0.0)),
-    **dict.fromkeys("ɹrʁɻ", (0.2, -0.4, 0.0)),
-    **dict.fromkeys("jç", (0.2, 0.5, 0.0)),
-    "h": (0.35, 0.0, 0.0),
-    " ": (0.0, 0.0, 0.0),
+# Frame i is sampled at i/fps + LEAD: 25 ms after the frame's centre (the loudness of frame i is centred
+# there), so the mouth leads the sound by ~25 ms, as lips lead the voice in speech.
+LEAD_SECONDS = 0.045
+QUIET_OPENING = 0.15  # of a shape's opening left at silence-level loudness: the mouth still shapes
+TRACKS = ("jaw", "width", "press", "tongue")
+
+
+class Shape(NamedTuple):
+    jaw: float
+    width: float
+    press: float = 0.0
+    tongue: float = 0.0
+
+
+# Per IPA symbol; unknown symbols fall back by class.
+_SHAPES: dict[str, Shape] = {
+    **dict.fromkeys("aɑɒæ", Shape(1.0, 0.15)),
+    **dict.fromkeys("ʌ", Shape(0.8, 0.1)),
+    **dict.fromkeys("ɐ", Shape(0.55, 0.1)),
+    **dict.fromkeys("eɛ", Shape(0.65, 0.45)),
+    **dict.fromkeys("iɪy", Shape(0.3, 0.75)),
+    **dict.fromkeys("ɜɝ", Shape(0.45, 0.05)),
+    **dict.fromkeys("ə", Shape(0.35, 0.05)),
+    **dict.fromkeys("ɚ", Shape(0.3, -0.2)),
+    **dict.fromkeys("oɔ", Shape(0.6, -0.7)),
+    **dict.fromkeys("uʊwɯ", Shape(0.25, -1.0)),
+    **dict.fromkeys("pbm", Shape(0.0, 0.0, press=1.0)),
+    **dict.fromkeys("fv", Shape(0.1, 0.2, press=0.5)),
+    **dict.fromkeys("θð", Shape(0.22, 0.2, tongue=1.0)),  # the tip forward, between the teeth
+    **dict.fromkeys("l", Shape(0.25, 0.25, tongue=0.7)),  # the tip up, behind the upper teeth
+    **dict.fromkeys("szʃʒɕʑ", Shape(0.14, 0.5)),
+    **dict.fromkeys("tdnɾ", Shape(0.18, 0.25, tongue=0.4)),
+    **dict.fromkeys("kgŋxɡq", Shape(0.22, 0.1)),
+    **dict.fromkeys("ɹrʁɻ", Shape(0.2, -0.4)),
+    **dict.fromkeys("jç", Shape(0.2, 0.5)),
+    "h": Shape(0.35, 0.0),
+    " ": Shape(0.0, 0.0),
 }
 _ROUNDED = set("ʃʒ")
+_NEUTRAL = Shape(0.3, 0.0)  # an unknown sound: a neutral half-open mouth
+REST = Shape(0.0, 0.0)
 
 
-def shape_of(symbol: str) -> tuple[float, float, float]:
+def shape_of(symbol: str) -> Shape:
     """The mouth shape of one phoneme (IPA); diphthongs and affricates take their first sound."""
     for char in symbol:
         if char in _SHAPES:
-            jaw, width, press = _SHAPES[char]
-            return jaw, (-0.4 if char in _ROUNDED else width), press
-    return 0.3, 0.0, 0.0  # an unknown sound: a neutral half-open mouth
+            shape = _SHAPES[char]
+            return shape._replace(width=-0.4) if char in _ROUNDED else shape
+    return _NEUTRAL
+
+
+def pose_of(symbol: str, energy: float = 1.0) -> dict[str, float]:
+    """The mouth pose of one phoneme spoken at `energy` (0..1 loudness), as tracks_from_phones makes it."""
+    shape = shape_of(symbol)
+    return dict(zip(TRACKS, shape._replace(jaw=shape.jaw * opening_scale(energy))))
+
+
+def opening_scale(energy):
+    """How much of a shape's opening a sound at `energy` (loudness 0..1, scalar or per frame) gets."""
+    return QUIET_OPENING + (1 - QUIET_OPENING) * np.clip(energy, 0, 1)
 
 
 def frame_count(duration: float, fps: int) -> int:
@@ -66,17 +101,17 @@ def tracks_from_phones(speech: Speech, fps: int, energy: np.ndarray) -> dict[str
     """`energy` is the speech's `loudness` per frame (one value per video frame)."""
     times = np.arange(len(energy)) / fps + LEAD_SECONDS
     keys_t, keys = _keyframes(speech.phones)
-    tracks = {name: np.interp(times, keys_t, keys[:, i]) for i, name in enumerate(("jaw", "width", "press"))}
-    tracks["jaw"] = tracks["jaw"] * (0.5 + 0.5 * np.clip(energy, 0, 1))
+    tracks = {name: np.interp(times, keys_t, keys[:, i]) for i, name in enumerate(TRACKS)}
+    tracks["jaw"] = tracks["jaw"] * opening_scale(energy)
     return {name: _smooth(values) for name, values in tracks.items()}
 
 
 def _keyframes(phones: list[Phone]) -> tuple[np.ndarray, np.ndarray]:
     """One key per phoneme at its centre; closures (p, b, m) also hold shut at both edges."""
-    times, shapes = [0.0], [(0.0, 0.0, 0.0)]
+    times, shapes = [0.0], [REST]
     for phone in phones:
         shape = shape_of(phone.symbol)
-        if shape[2] >= 1.0 and phone.end - phone.start > 0.04:
+        if shape.press >= 1.0 and phone.end - phone.start > 0.04:
             times += [phone.start + 0.01, phone.end - 0.01]
             shapes += [shape, shape]
         else:
@@ -84,7 +119,7 @@ def _keyframes(phones: list[Phone]) -> tuple[np.ndarray, np.ndarray]:
             shapes.append(shape)
     end = phones[-1].end if phones else 0.0
     times.append(end + 0.2)
-    shapes.append((0.0, 0.0, 0.0))
+    shapes.append(REST)
     order = np.argsort(times, kind="stable")
     return np.asarray(times)[order], np.asarray(shapes, dtype=np.float64)[order]
 
@@ -96,7 +131,7 @@ def tracks_from_audio(speech: Speech, fps: int, energy: np.ndarray) -> dict[str,
     jaw = np.clip((energy - 0.08) / 0.8, 0, 1) ** 0.8
     width = np.clip((brightness - 0.5) * 2.2, -1, 1) * (jaw > 0.05)
     press = (energy < 0.04).astype(np.float64) * 0.6
-    return {"jaw": _smooth(jaw), "width": _smooth(width), "press": _smooth(press)}
+    return {"jaw": _smooth(jaw), "width": _smooth(width), "press": _smooth(press), "tongue": np.zeros_like(jaw)}
 
 
 def _brightness(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> np.ndarray:

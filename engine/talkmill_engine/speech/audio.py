@@ -1,4 +1,5 @@
-"""Audio media I/O with PyAV (no system ffmpeg): decode an uploaded script, resample, write a talk's WAV."""
+"""Audio media I/O with PyAV (no system ffmpeg): decode an uploaded script (with its phone timings, from
+speech/align.py), resample, write a talk's WAV."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ import av
 import numpy as np
 
 from talkmill_engine.errors import AudioError
+from talkmill_engine.speech import align
 from talkmill_engine.speech.timing import Speech
+from talks_contract.formats import AUDIO_FORMATS
 from talks_contract.limits import MAX_AUDIO_SECONDS
 
 SAMPLE_RATE = 22050  # the renderer's rate, the same as piper's and espeak's
-ALLOWED = "mp3, wav, m4a, flac, mp4, ogg"
+# What errors promise is what POST /audios accepts (the contract's list); an audio_url's ogg, webm or aac
+# file still decodes, as a courtesy, without being promised.
+ALLOWED = ", ".join(AUDIO_FORMATS)
 _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 
 
-def decode_audio(data: bytes, max_seconds: float = MAX_AUDIO_SECONDS) -> Speech:
-    """Mono float32 speech at SAMPLE_RATE from an audio (or video) file's bytes; no phones.
+def decode_audio(
+    data: bytes, max_seconds: float = MAX_AUDIO_SECONDS, transcript: str | None = None
+) -> Speech:
+    """Mono float32 speech at SAMPLE_RATE from an audio (or video) file's bytes, with the phones pocketsphinx
+    finds: forced alignment of `transcript` (what the audio says), else the phone loop; none when it cannot
+    align (another language, no speech, a failure), and the mouth then follows loudness.
 
     Raises AudioError for bytes that are not audio, a file without an audio stream, empty audio, and audio
     longer than `max_seconds` (decoding stops as soon as it is over the limit).
@@ -35,7 +44,9 @@ def decode_audio(data: bytes, max_seconds: float = MAX_AUDIO_SECONDS) -> Speech:
         samples = _decode(container, stream, max_seconds)
     if samples.size == 0:
         raise AudioError("The audio file holds no sound (0 samples).", f"allowed formats: {ALLOWED}")
-    return Speech(samples, SAMPLE_RATE)
+    duration = len(samples) / SAMPLE_RATE
+    phones = align.audio_phones(resample(samples, SAMPLE_RATE, align.SAMPLE_RATE), duration, transcript)
+    return Speech(samples, SAMPLE_RATE, phones)
 
 
 def _sniff(data: bytes) -> str:

@@ -17,8 +17,8 @@ class Voice:
     name: str
     language: str  # BCP-47, e.g. "en-US", "de"
     gender: str | None  # "male" | "female" | None
-    engine: str  # the SpeechEngine's name: "piper" | "espeak"
-    engine_voice: str | None = None  # the engine's own name for it, e.g. espeak-ng's voice file "gmw/de"
+    engine: str  # the SpeechEngine's name: "kokoro" | "piper" | "espeak"
+    engine_voice: str | None = None  # the engine's own name: espeak-ng's file "gmw/de", Kokoro's "af_heart"
     languages: tuple[str, ...] = ()  # every language the voice speaks, lower case, most preferred first
 
     def to_dict(self) -> dict[str, Any]:

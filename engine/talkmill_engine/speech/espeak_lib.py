@@ -26,6 +26,8 @@ _POS_CHARACTER = 1
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _EE_OK = 0
+_PHONEMES_IPA = 0x02
+_PHONEMES_TIE = 0x80  # bits 8-23 then hold the character joining a multi-letter phoneme ("t^ʃ")
 
 DEFAULT_RATE = 175  # words per minute, espeak's own default
 DEFAULT_PITCH = 50  # 0..100, espeak's own default
@@ -132,6 +134,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
     ]  # fmt: skip
     lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
 
 
 @_SynthCallback
@@ -219,3 +223,22 @@ def synthesize(
     del collector.pcm
     samples /= 32768.0
     return samples, rate_hz, [(ms / 1000.0, symbol) for ms, symbol in collector.events]
+
+
+def text_to_phonemes(text: str, voice: str, tie: str = "^") -> list[str]:
+    """The IPA of `text` as espeak-ng would speak it with `voice`, one string per clause (punctuation is
+    not kept), stress marks included, the letters of one phoneme joined by `tie` ("t^ʃ"), words separated
+    by spaces; a switch to another language is marked "(en)…(fr)", as espeak-ng marks it."""
+    mode = _PHONEMES_IPA | _PHONEMES_TIE | (ord(tie) << 8)
+    buffer = ctypes.c_char_p(text.encode("utf-8"))
+    pointer = ctypes.pointer(buffer)  # the library moves it past each clause, to NULL at the end
+    clauses = []
+    with _LOCK:
+        lib = _load()
+        if lib.espeak_SetVoiceByName(voice.encode("utf-8")) != _EE_OK:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        while pointer.contents.value is not None:
+            phonemes = lib.espeak_TextToPhonemes(pointer, _CHARS_UTF8, mode)
+            if phonemes:
+                clauses.append(phonemes.decode("utf-8", "replace"))
+    return clauses

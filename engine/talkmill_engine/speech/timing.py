@@ -1,5 +1,5 @@
 """What a speech engine produces, audio with phoneme timings (Speech, Phone), and the helpers engines build
-the timings with. Pure: no files, no models."""
+it with. No files, no models (a pitch shift resamples in memory)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 PAUSE = " "  # the symbol of a pause (silence, punctuation, spaces)
 PEAK = 0.9  # a whole speech is scaled to this peak (engines' own normalisation works per sentence)
 STRESS_MARKS = ("ˈ", "ˌ")  # engines give these their own durations: they belong to the following vowel
-_MODIFIERS = ("ː", "ˑ", "ʰ", "ʲ", "ʷ")  # ... and these to the preceding one
+# ... and these to the preceding one (Kokoro writes Chinese tones and Japanese labialisation as tokens)
+_MODIFIERS = ("ː", "ˑ", "ʰ", "ʲ", "ʷ", "ᵝ", "↓", "→", "↗", "↘")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,34 @@ def end_at(phones: list[Phone], end: float) -> list[Phone]:
     if phones:
         phones[-1] = Phone(phones[-1].symbol, phones[-1].start, end)
     return phones
+
+
+def join_sentences(sentences: Iterable[tuple[np.ndarray, list[Phone]]], rate: int) -> Speech:
+    """One Speech from sentences spoken one after another, each (samples, phones from its own start)."""
+    pieces: list[np.ndarray] = []
+    phones: list[Phone] = []
+    offset = 0
+    for samples, sentence_phones in sentences:
+        for phone in sentence_phones:  # append_phone joins the pause ending one sentence to the next one's
+            append_phone(phones, Phone(phone.symbol, phone.start + offset / rate, phone.end + offset / rate))
+        pieces.append(samples)
+        offset += len(samples)
+    return assemble(pieces, rate, phones)
+
+
+def shift_pitch(
+    samples: np.ndarray, phones: list[Phone], pitch: float, rate: int
+) -> tuple[np.ndarray, list[Phone]]:
+    """Audio spoken `pitch` times slower, played `pitch` times faster: a higher voice at the same pace
+    (formants move too: natural near 1, cartoonish at the 0.5..2 limits). Phones are scaled with it."""
+    if pitch == 1.0:
+        return samples, phones
+    from talkmill_engine.speech.audio import resample  # PyAV: only when the pitch moves
+
+    shifted = resample(samples, round(rate * pitch), rate)
+    scale = len(shifted) / max(len(samples), 1)
+    scaled = [Phone(p.symbol, p.start * scale, p.end * scale) for p in phones]
+    return shifted, end_at(scaled, len(shifted) / rate)
 
 
 def assemble(pieces: list[np.ndarray], rate: int, phones: list[Phone]) -> Speech:
