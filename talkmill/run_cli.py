@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from typing import Any
 
@@ -39,13 +40,14 @@ def run(sources: list[str], **options: Any) -> int:
         return 2
     with _progress() as (progress, listener):
         unsubscribe = subscribe(listener)
+        signal.signal(signal.SIGINT, _interrupt)
         try:
             summary = asyncio.run(content_to_video(sources, **options))
         except RowsFailedError as e:
             summary = e.summary
         except KeyboardInterrupt:
             progress.stop()
-            console.print("interrupted; run the same command again to resume (finished videos are kept)")
+            console.print(INTERRUPTED)
             return 130
         except InputError as e:  # content, config, options, a refused key: the user's to fix
             progress.stop()
@@ -55,6 +57,21 @@ def run(sources: list[str], **options: Any) -> int:
             unsubscribe()
     _print_summary(summary)
     return 1 if summary.failed else 0
+
+
+INTERRUPTED = "interrupted; run the same command again to resume (finished videos are kept)"
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C stops the run at once. asyncio's own handler only cancels the flow's task, which Prefect's
+    engine may absorb and carry on; a second Ctrl-C while the run shuts down exits without waiting."""
+    signal.signal(signal.SIGINT, _exit_now)
+    raise KeyboardInterrupt
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    console.print(INTERRUPTED)
+    os._exit(130)
 
 
 def preflight(config: str | None, output: str | None, wait: str | None, talks_url: str | None,

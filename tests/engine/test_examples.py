@@ -54,7 +54,7 @@ def test_example_1_default_call(client: httpx.Client, static_server: StaticServe
     talk = render(client, body)
     assert_plays(client, talk)
     assert talk["config"]["result_format"] == "mp4" and talk["config"]["stitch"] is False
-    assert talk["metadata"]["voice_id"] == "en-US-joe"  # Jenny (the default) is served by our English voice
+    assert talk["metadata"]["voice_id"] == "en-US-af_heart"  # D-ID's default is Jenny: a female neural voice
     # deleting a finished talk removes it and its files
     assert client.delete(f"/talks/{talk['id']}").status_code == 200
     assert client.get(talk["result_url"]).status_code == 404
@@ -97,7 +97,7 @@ def test_example_4_text_to_speech_with_a_microsoft_voice_and_style(
     talk = render(client, body)
     assert_plays(client, talk)
     assert talk["script"]["provider"]["voice_config"] == {"style": "Cheerful"}  # echoed as asked
-    assert talk["metadata"]["voice_id"] == "en-US-joe"  # and served by the closest local voice
+    assert talk["metadata"]["voice_id"] == "en-US-af_heart"  # Jenny: the closest local voice, female, en-US
 
 
 def test_example_5_audio_script(client: httpx.Client, static_server: StaticServer) -> None:
