@@ -277,3 +277,29 @@ def test_no_triangle_folds_over_in_any_mouth_shape_or_blink(renderer, portrait):
         points = rig.pose_points(pose)
         assert np.isfinite(points).all()
         assert (np.sign(signed_areas(points)) == rest).all(), pose
+
+
+@pytest.mark.parametrize("portrait", [ASTRONAUT, GRACE])
+def test_the_open_mouth_is_shaded_dark_red_not_outlined_in_black(renderer, portrait):
+    """The cavity is darkest deep inside and lighter toward the lips (no black rim); it is red-brown, not grey
+    or black; and the closed lips meet in a line of their own colour, not a grey stripe."""
+    _, framing, rig = renderer.prepare(load_image(portrait.read_bytes()), CONFIG)
+    animator = FaceAnimator(framing.work, rig)
+    pose = pose_of("a")
+    frame, points = animator.frame(pose), rig.pose_points(pose)
+    inside = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(points[L.INNER_LOOP]).astype(np.int32)], 1)
+    core = cv2.erode(inside, np.ones((15, 15), np.uint8))
+    ring = inside - cv2.erode(inside, np.ones((5, 5), np.uint8))
+    grey = frame.mean(axis=2)
+    dark = (grey < np.percentile(grey[inside > 0], 50)) & (core > 0)  # the cavity's core, not the teeth
+    assert dark.any() and grey[ring > 0].mean() > grey[dark].mean() + 15
+    cavity = to_lab(frame[dark])
+    assert np.median(cavity[:, 0]) > 8  # dark, but not black
+    assert np.median(cavity[:, 1]) > 8  # and red
+    closed = animator.frame(pose_of(" "))
+    x = slice(int(rig.mouth_centre[0] - 0.2 * rig.iod), int(rig.mouth_centre[0] + 0.2 * rig.iod))
+    y = int(round(rig.pose_points(pose_of(" "))[[13, 14], 1].mean()))
+    seam = to_lab(closed[y - 1 : y + 2, x].reshape(-1, 3))
+    lips = to_lab(closed[y - int(0.04 * rig.iod) : y - 2, x].reshape(-1, 3))
+    assert np.median(np.hypot(seam[:, 1], seam[:, 2])) > 0.7 * np.median(np.hypot(lips[:, 1], lips[:, 2]))
