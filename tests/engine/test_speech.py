@@ -8,6 +8,7 @@ import wave
 import av
 import numpy as np
 import pytest
+from talkmill_engine.speech import espeak_lib
 from talkmill_engine.errors import AudioError, ValidationError, from_violation
 from talkmill_engine.speech.audio import SAMPLE_RATE, decode_audio, write_wav
 from talkmill_engine.speech.catalogue import list_voices, resolve_voice
@@ -106,6 +107,15 @@ def test_nothing_to_speak_is_a_validation_error(synth: Synthesizer) -> None:
 
 
 # --- espeak-ng -------------------------------------------------------------------------------------------
+
+
+def test_espeak_keeps_the_first_words_after_many_phonemizations() -> None:
+    """Kokoro phonemizes through the same library: after ~40 of those, espeak-ng's next synthesis lost
+    the events of its first word ("Guten" had no phones)."""
+    for _ in range(60):
+        espeak_lib.text_to_phonemes("Hello there", "gmw/en-US")
+    _, _, events = espeak_lib.synthesize("Guten Tag, wie geht es Ihnen heute?", "gmw/de")
+    assert [symbol for _, symbol in events[:2]] == ["ɡ", "uː"]
 
 
 def test_microsoft_german_voice_is_espeak_with_phones(synth: Synthesizer) -> None:

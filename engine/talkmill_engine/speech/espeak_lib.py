@@ -96,6 +96,9 @@ _LOCK = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _sample_rate = 0
 _current: _Collector | None = None
+# After espeak_TextToPhonemes (Kokoro's phonemes) the library's next espeak_Synth drops the events of its
+# first words (espeak-ng 1.51, seen after ~40 calls); an empty synthesis in between clears that.
+_phonemized = False
 
 
 def _load() -> ctypes.CDLL:
@@ -203,7 +206,6 @@ def synthesize(
     Returns (float32 mono samples, sample rate, phoneme events as (start seconds, IPA symbol)).
     `rate` is words per minute (80..450), `pitch` 0..100.
     """
-    global _current
     data = text.encode("utf-8") + b"\0"
     with _LOCK:
         lib = _load()
@@ -211,11 +213,9 @@ def synthesize(
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         lib.espeak_SetParameter(_PARAM_RATE, int(np.clip(rate, MIN_RATE, MAX_RATE)), 0)
         lib.espeak_SetParameter(_PARAM_PITCH, int(np.clip(pitch, 0, 100)), 0)
-        _current = collector = _Collector(bytearray(), [])
-        try:
-            status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        finally:
-            _current = None
+        if _phonemized:
+            _synth(lib, b"\0")
+        collector, status = _synth(lib, data)
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
         rate_hz = _sample_rate
@@ -225,6 +225,17 @@ def synthesize(
     return samples, rate_hz, [(ms / 1000.0, symbol) for ms, symbol in collector.events]
 
 
+def _synth(lib: ctypes.CDLL, data: bytes) -> tuple[_Collector, int]:
+    """One espeak_Synth of NUL-terminated `data` into a new collector (call with _LOCK held)."""
+    global _current, _phonemized
+    _current = collector = _Collector(bytearray(), [])
+    try:
+        status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+    finally:
+        _current, _phonemized = None, False
+    return collector, status
+
+
 def text_to_phonemes(text: str, voice: str, tie: str = "^") -> list[str]:
     """The IPA of `text` as espeak-ng would speak it with `voice`, one string per clause (punctuation is
     not kept), stress marks included, the letters of one phoneme joined by `tie` ("t^ʃ"), words separated
@@ -232,8 +243,10 @@ def text_to_phonemes(text: str, voice: str, tie: str = "^") -> list[str]:
     mode = _PHONEMES_IPA | _PHONEMES_TIE | (ord(tie) << 8)
     buffer = ctypes.c_char_p(text.encode("utf-8"))
     pointer = ctypes.pointer(buffer)  # the library moves it past each clause, to NULL at the end
+    global _phonemized
     clauses = []
     with _LOCK:
+        _phonemized = True
         lib = _load()
         if lib.espeak_SetVoiceByName(voice.encode("utf-8")) != _EE_OK:
             raise ValueError(f"espeak-ng has no voice {voice!r}")

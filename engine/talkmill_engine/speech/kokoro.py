@@ -4,8 +4,9 @@ Voice ids are "<locale>-<Kokoro's voice name>": "en-US-af_heart", "en-GB-bm_geor
 Kokoro's names say the language and gender: the first letter is the language (a American English,
 b British, e Spanish, f French, h Hindi, i Italian, j Japanese, p Brazilian Portuguese, z Mandarin), the
 second f or m. Timings: the installed model also outputs the encoder's frame count per token (1 frame =
-600 samples), summing exactly to the audio. One onnxruntime session per process, loaded on first use;
-each voice file is read (and checked) once. Files: kokoro_files.
+600 samples), summing exactly to the audio; kokoro_timing places them where the audio has the sounds. One
+onnxruntime session per process, loaded on first use; each voice file is read (and checked) once. Files:
+kokoro_files.
 """
 
 from __future__ import annotations
@@ -22,23 +23,13 @@ import numpy as np
 from talkmill_engine.errors import UnknownError
 from talkmill_engine.speech import kokoro_cjk, kokoro_files, kokoro_phonemes
 from talkmill_engine.speech.base import SpeechEngine, Voice
+from talkmill_engine.speech.kokoro_timing import SAMPLES_PER_FRAME, timed_phones
 from talkmill_engine.speech.text import split_for_synthesis
-from talkmill_engine.speech.timing import (
-    PAUSE,
-    Phone,
-    Speech,
-    join_sentences,
-    merge_marks,
-    phones_from_counts,
-    shift_pitch,
-)
+from talkmill_engine.speech.timing import Phone, Speech, join_sentences, shift_pitch
 from talks_contract.voices import PROSODY_LIMITS, Prosody
 
 SAMPLE_RATE = 24000
-SAMPLES_PER_FRAME = 600
 THREADS = min(2, os.cpu_count() or 1)  # a sentence at a time: two threads halve its wait, more gain little
-LEADING_SILENCE_FRAMES = 3  # 75 ms: the model opens each sentence with up to ~0.5 s of silence
-ONSET_LEVEL = 0.003  # RMS of a frame where the first sound has started (the pad's silence is ~0)
 
 
 @dataclass(frozen=True)
@@ -169,7 +160,7 @@ def _batches(phonemes: str) -> Iterator[str]:
 
 
 def speak_phonemes(phonemes: str, name: str, speed: float = 1.0) -> tuple[np.ndarray, list[Phone]]:
-    """Kokoro's audio of a phoneme string with voice `name`, and a phone per token from its frame counts."""
+    """Kokoro's audio of a phoneme string with voice `name`, and its phones (kokoro_timing)."""
     symbols = [ch for ch in phonemes if ch in kokoro_phonemes.VOCAB]
     if not symbols:
         return np.zeros(0, np.float32), []
@@ -188,20 +179,7 @@ def speak_phonemes(phonemes: str, name: str, speed: float = 1.0) -> tuple[np.nda
             f"{len(frames)} durations of {sum(frames)} frames for {len(symbols)} tokens and {len(samples)} "
             "samples",
         )
-    samples, frames = _trim_leading_silence(samples, frames)
-    symbols = [PAUSE, *map(kokoro_phonemes.ipa_of, symbols), PAUSE]  # the pads: silence
-    counts = [(symbol, count * SAMPLES_PER_FRAME) for symbol, count in zip(symbols, frames)]
-    return samples, merge_marks(phones_from_counts(counts, SAMPLE_RATE, len(samples)))
-
-
-def _trim_leading_silence(samples: np.ndarray, frames: list[int]) -> tuple[np.ndarray, list[int]]:
-    """The leading pad (up to ~0.5 s) is silence, but the first sound starts in its last frames: end the
-    pad where the sound starts, give it LEADING_SILENCE_FRAMES of silence at most, and cut the rest."""
-    pad = frames[0]
-    levels = np.sqrt((samples[: pad * SAMPLES_PER_FRAME].reshape(pad, SAMPLES_PER_FRAME) ** 2).mean(axis=1))
-    onset = next((i for i, level in enumerate(levels) if level >= ONSET_LEVEL), pad)
-    cut = max(onset - LEADING_SILENCE_FRAMES, 0)
-    return samples[cut * SAMPLES_PER_FRAME :], [onset - cut, frames[1] + pad - onset, *frames[2:]]
+    return timed_phones(symbols, frames, samples, speed)
 
 
 def warm() -> None:
