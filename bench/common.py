@@ -9,7 +9,7 @@ from pathlib import Path
 from talkmill_engine.render.drivers import choose_driver
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.talk import Renderer, RenderResult
-from talkmill_engine.speech.catalogue import resolve_voice
+from talkmill_engine.speech.catalogue import resolve_voice, voice_by_id
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.timing import Speech
 
@@ -35,9 +35,10 @@ def text_of_seconds(seconds: float) -> str:
     return (PARAGRAPH * (chars // len(PARAGRAPH) + 1))[:chars].rsplit(" ", 1)[0] + "."
 
 
-def synthesize(text: str, synthesizer: Synthesizer | None = None) -> Speech:
+def synthesize(text: str, synthesizer: Synthesizer | None = None, voice_id: str | None = None) -> Speech:
+    """`text` spoken by `voice_id` (the engine's default voice when None)."""
     synthesizer = synthesizer or Synthesizer()
-    return synthesizer.synthesize(text, resolve_voice(None))
+    return synthesizer.synthesize(text, voice_by_id(voice_id) if voice_id else resolve_voice(None))
 
 
 def render(portrait: str, speech: Speech, out: Path, renderer: Renderer | None = None) -> RenderResult:

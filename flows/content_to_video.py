@@ -11,17 +11,18 @@ import asyncio
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
-from connectors.storage import open_store
+from connectors.storage import ObjectStore, open_store
 from connectors.talks.backend import open_backend
 from talkmill.config import PipelineConfig, load_config
 from talkmill.errors import ContentError, RowsFailedError
 from talkmill.progress import emit
 from tasks.ingest import ingest_source
-from tasks.layout import new_run_id
-from tasks.manifest import RunSummary, finish_run
+from tasks.layout import manifest_keys, new_run_id
+from tasks.manifest import ManifestRow, RunSummary, finish_run
 from tasks.plan import expand_sources, first_of_each_script, merged, plan_rows, validate_plan
 from tasks.publish import copy_repeats
 from tasks.scripts import plan
@@ -64,30 +65,45 @@ async def content_to_video(
     settings = run_settings(config, output, wait, talks_url, concurrency)
     run_id = new_run_id(flow_run.get_id())
     store = open_store(settings.output, settings.s3)  # first: a bad output is refused before any fetch
+    # quote(): documents, scripts and rows hold no futures; Prefect would visit every item of every one
+    # (10,000 rows: a third of a dry run's CPU) to find some
     documents = [ingest_source(uri, s3=settings.s3, fetch_config=settings.fetch)
                  for uri in expand_sources(sources)]
-    scripts = [script for document in documents for script in plan(document, settings)]
-    rows = plan_rows(run_id, scripts, store)
+    scripts = [script for document in documents for script in plan(quote(document), quote(settings))]
+    rows = plan_rows(run_id, quote(scripts), quote(store))
     if dry_run:
-        problems = validate_plan(scripts, settings.fetch)
-        summary = finish_run(store, run_id, rows, dry_run=True)
+        log_plan(store, run_id, rows, len(documents), dry_run=True)
+        problems = validate_plan(quote(scripts), settings.fetch)
+        summary = finish_run(quote(store), run_id, quote(rows), dry_run=True)
         if problems:
             raise ContentError("the plan has problems:\n  " + "\n  ".join(problems))
         return summary
     todo, repeats = first_of_each_script([(s, r) for s, r in zip(scripts, rows) if r.status == "planned"])
-    skipped = len(rows) - len(todo) - len(repeats)
-    emit("planned", total=len(rows), skipped=skipped)
-    print(f"planned {len(rows)} videos from {len(documents)} sources: {len(todo)} to make, "
-          f"{len(repeats)} repeated scripts to copy, {skipped} already made")
+    emit("planned", total=len(rows), skipped=len(rows) - len(todo) - len(repeats))
+    log_plan(store, run_id, rows, len(documents), todo=len(todo), repeats=len(repeats))
     if todo:
         async with open_backend(settings.backend) as backend:
             await backend.index_existing({script.id for script, _ in todo})
             rows = merged(rows, await make_videos(todo, backend, store))
-    rows = merged(rows, copy_repeats(repeats, rows, store))
-    summary = finish_run(store, run_id, rows)
+    rows = merged(rows, copy_repeats(quote(repeats), quote(rows), quote(store)))
+    summary = finish_run(quote(store), run_id, quote(rows))
     if summary.failed:
         raise RowsFailedError(summary)  # the run ends Failed; its manifest is written
     return summary
+
+
+def log_plan(store: ObjectStore, run_id: str, rows: list[ManifestRow], sources: int, todo: int = 0,
+             repeats: int = 0, dry_run: bool = False) -> None:
+    """What the run will do and where it goes, in the flow run's log (the UI's Logs tab)."""
+    minutes = sum(row.estimated_seconds for row in rows) / 60
+    made = sum(row.status == "skipped_existing" for row in rows)
+    work = ("a dry run: no talk is created" if dry_run
+            else f"{todo} to make, {repeats} repeated scripts to copy, {made} already made")
+    log = get_run_logger()
+    log.info("planned %d videos (%.1f estimated minutes) from %d sources: %s", len(rows), minutes, sources, work)
+    keys = manifest_keys(run_id)
+    log.info("the manifest goes to %s, the gallery to %s; videos beside them, by source",
+             store.uri(keys["manifest.jsonl"]), store.uri(keys["gallery.html"]))
 
 
 if __name__ == "__main__":

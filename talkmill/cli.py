@@ -29,9 +29,11 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
 ) -> None:
     """Turn content into presenter videos: videos, a manifest and a gallery in the output."""
-    from talkmill.run_cli import quiet_prefect
+    from talkmill.run_cli import quiet_prefect, use_local_server
 
     quiet_prefect(verbose)
+    if not use_local_server():
+        raise typer.Exit(2)
     from talkmill.run_cli import run as run_flow
 
     options = {"config": str(config) if config else None, "output": output, "dry_run": dry_run, "wait": wait,
@@ -41,7 +43,8 @@ def run(
 
 @app.command("serve")
 def serve_command(
-    port: int = typer.Option(4200, help="The Prefect server's port on 127.0.0.1 (unless $PREFECT_API_URL names a server)."),
+    port: int = typer.Option(4200, help="The Prefect server's port (unless $PREFECT_API_URL names a server)."),
+    host: str = typer.Option("127.0.0.1", help="The address the Prefect server and UI listen on."),
     inbox: Optional[str] = typer.Option(None, help="Watch this folder or s3://bucket/prefix/ for new files; without it, no watcher."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Where runs write videos; default: the config's output."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A YAML pipeline config for every run."),
@@ -49,13 +52,45 @@ def serve_command(
     talks_budget: Optional[int] = typer.Option(None, help="Talks in flight across all runs; default: backend.concurrency."),
 ) -> None:
     """Run talkmill as a service: a Prefect server and UI, the deployments served here, an inbox watcher."""
+    from talkmill import local_prefect
     from talkmill.run_cli import quiet_prefect
 
+    if not local_prefect.configured_api_url():  # our server's home: before Prefect reads its settings
+        local_prefect.use_home(local_prefect.home())
     quiet_prefect(verbose=True)
     from talkmill.serve import ServeOptions, serve
 
-    serve(ServeOptions(port=port, inbox=inbox, output=output, config=config, watch_interval=watch_interval,
-                       talks_budget=talks_budget))
+    options = ServeOptions(port=port, host=host, inbox=inbox, output=output, config=config,
+                           watch_interval=watch_interval, talks_budget=talks_budget)
+    try:
+        serve(options)
+    except (local_prefect.PortInUseError, RuntimeError, TimeoutError) as e:
+        typer.echo(f"talkmill serve: {e}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # during start-up; once serving, a stop is a normal end
+        raise typer.Exit(130) from None
+
+
+@app.command("server")
+def server_command(
+    action: str = typer.Argument("status", help="status: where it listens; stop: stop it."),
+) -> None:
+    """The Prefect server `talkmill run` keeps under ./.talkmill/prefect (started by the first run here)."""
+    from talkmill import local_prefect
+
+    if action not in ("status", "stop"):
+        typer.echo(f"talkmill server: unknown action {action!r}; allowed: status, stop", err=True)
+        raise typer.Exit(2)
+    running = local_prefect.running_server()
+    if action == "status":
+        typer.echo(f"running at {running.api_url.removesuffix('/api')} (pid {running.pid}, started by "
+                   f"talkmill {running.role})" if running else "not running")
+    elif running and running.role == "serve":
+        typer.echo(f"talkmill server: it is `talkmill serve`'s (pid {running.pid}): stop serve instead",
+                   err=True)
+        raise typer.Exit(2)
+    else:
+        typer.echo("stopped" if local_prefect.stop_server() else "not running")
 
 
 @app.command("engine", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -28,6 +28,9 @@ from talks_contract.urlpolicy import UrlPolicy
 DEFAULT_PRESENTER = Path(__file__).resolve().parent / "assets" / "grace_hopper.jpg"  # ships in the wheel
 URL_SCHEMES = ("http://", "https://", "s3://", "upload://")
 ALLOWED_NETWORKS_ENV = "TALKMILL_ALLOWED_NETWORKS"
+# backend.url / backend.wait when neither the config file nor the run says: `talkmill serve` points its
+# runs at its engine this way, so the UI's run form shows no internal URL
+TALKS_URL_ENV, TALKS_WAIT_ENV = "TALKMILL_TALKS_URL", "TALKMILL_TALKS_WAIT"
 
 
 class _Section(BaseModel):
@@ -49,9 +52,16 @@ class TalkConfig(_Section):
     sharpen: bool | None = None
     logo: dict[str, Any] | None = None
     driver_expressions: dict[str, Any] | None = None
+    # ours: captions (.vtt, .srt beside each video) are asked for unless this is false (sent as
+    # `script.subtitles`, never as config); only `false` is recorded, so default scripts keep their ids
+    captions: bool | None = None
+    subtitles_burn: bool | None = None  # ours (the talkmill engine only): captions drawn into the video
 
     def as_request(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+        request = self.model_dump(exclude_none=True)
+        if request.get("captions") is True:
+            del request["captions"]  # the default: asked for either way
+        return request
 
 
 class SplitConfig(_Section):
@@ -60,14 +70,16 @@ class SplitConfig(_Section):
 
 
 class BackendConfig(_Section):
-    url: str | None = None  # None: the kind's own (talkmill: the flow starts the local engine on 127.0.0.1)
+    # None: the kind's own (talkmill: the flow starts the local engine on 127.0.0.1)
+    url: str | None = Field(default_factory=lambda: os.environ.get(TALKS_URL_ENV) or None)
     key_env: str = "TALKMILL_TALKS_KEY"  # the environment variable that holds the key, never the key
     concurrency: int = Field(2, ge=1, le=256)
     request_timeout: float = Field(30, gt=0)
     poll_interval: float = Field(2, gt=0)
     poll_max_interval: float = Field(15, gt=0)
     talk_timeout: float = Field(1800, gt=0)
-    wait: Literal["webhook", "poll"] = "webhook"
+    wait: Literal["webhook", "poll"] = Field(
+        default_factory=lambda: os.environ.get(TALKS_WAIT_ENV) or "webhook", validate_default=True)
     webhook_timeout: float = Field(60, gt=0)  # no callback by then: fall back to polling
     kind: str = "talkmill"  # the Talks backend (wire format): a key of connectors.talks.BACKENDS
 

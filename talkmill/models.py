@@ -38,7 +38,7 @@ class Section(_Model):
     text: str = ""  # what is read aloud; empty only for a CSV row whose `source` is still to be fetched
     line: int | None = None  # CSV: the row's line number
     overrides: dict[str, str] = Field(default_factory=dict)  # CSV: per-row settings, non-empty cells only
-    metadata: dict[str, str] = Field(default_factory=dict)  # CSV: unknown columns; "source" for source rows
+    metadata: dict[str, str] = Field(default_factory=dict)  # CSV: unknown columns, "source"; "slide", "page"
 
 
 class Document(_Model):

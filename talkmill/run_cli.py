@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -15,6 +16,9 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
+QUIET_SERVICES = ("EventsWorker", "APILogWorker")  # prefect._internal.concurrency.services loggers
+
+
 def quiet_prefect(verbose: bool) -> None:
     """Before Prefect is imported: its settings are read at import time. Unless verbose, Prefect's own
     loggers stay quiet: the CLI reports outcomes itself (a refused input is a message, not the flow
@@ -25,6 +29,33 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        # Prefect's client services log outside the "prefect" tree, so the level above misses them: their
+        # "Still processing items" while they send the last events at exit (after a refusal, too) is noise
+        for service in QUIET_SERVICES:
+            logging.getLogger(service).setLevel(logging.ERROR)
+
+
+NO_SERVER = ("talkmill: could not start the local Prefect server ({reason}); start `talkmill serve` in this "
+             "directory, or set PREFECT_API_URL to a Prefect server's API")
+
+
+def use_local_server() -> bool:
+    """Before Prefect is imported. Unless the user named a Prefect API, the run uses the server kept under
+    .talkmill/prefect (started on first use, detached, restarted if it died): the next run starts in
+    seconds, every run shows in one UI, and no task run is lost when a temporary API stops with the run.
+    False (after one line on stderr) when it cannot start."""
+    from talkmill import local_prefect
+
+    if local_prefect.configured_api_url():
+        return True
+    try:
+        local_prefect.use_home(local_prefect.home())
+        os.environ["PREFECT_API_URL"] = local_prefect.ensure_server()
+    except (OSError, RuntimeError, TimeoutError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        console.print(NO_SERVER.format(reason=reason), markup=False, highlight=False, soft_wrap=True)
+        return False
+    return True
 
 
 def run(sources: list[str], **options: Any) -> int:

@@ -2,6 +2,8 @@
 
     <source-slug>/<NNN>-<script-id-12>.<ext>   a video (or <output_name>.<ext>)
     <source-slug>/<NNN>-<script-id-12>.json    its sidecar: the talk and the script
+    <source-slug>/<NNN>-<script-id-12>.vtt     its captions (WebVTT), .srt the same as SubRip
+    <source-slug>/<NNN>-<script-id-12>.jpg     its poster
     runs/<run-id>/manifest.jsonl, manifest.csv, gallery.html
 """
 
@@ -27,7 +29,20 @@ def video_key(script: Script, number: int) -> str:
 
 
 def sidecar_key(video_key: str) -> str:
-    return video_key.rsplit(".", 1)[0] + ".json"
+    return beside_key(video_key, "json")
+
+
+def beside_key(video_key: str, ext: str) -> str:
+    """A file beside a video: its key with the extension `ext`."""
+    return video_key.rsplit(".", 1)[0] + "." + ext
+
+
+BESIDE = {"vtt": "vtt", "srt": "srt", "poster": "jpg"}  # a video's files beside it, by name: extension
+
+
+def beside_keys(video_key: str) -> dict[str, str]:
+    """The keys of a video's captions and poster: {"vtt": …, "srt": …, "poster": …}."""
+    return {name: beside_key(video_key, ext) for name, ext in BESIDE.items()}
 
 
 def manifest_keys(run_id: str) -> dict[str, str]:

@@ -11,6 +11,8 @@ import html
 import io
 import json
 import posixpath
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -21,9 +23,11 @@ from prefect.cache_policies import NO_CACHE
 
 from connectors.storage import ObjectStore
 from talkmill.models import Script
-from tasks.layout import manifest_keys
+from tasks.layout import beside_keys, manifest_keys
 
 STATUSES = ("planned", "skipped_existing", "done", "failed")
+# the row's field for each file beside a video (tasks.layout.BESIDE names them)
+BESIDE_FIELDS = {"vtt": "captions_vtt_key", "srt": "captions_srt_key", "poster": "poster_key"}
 
 
 @dataclass
@@ -56,6 +60,10 @@ class ManifestRow:
     sha256: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    captions_vtt_key: str | None = None  # beside the video, when the backend made captions
+    captions_srt_key: str | None = None
+    poster_key: str | None = None
+    slide: int | None = None  # a slide deck's slide the script speaks (script.metadata["slide"])
 
     def finish(self, status: str, **values: Any) -> None:
         assert status in STATUSES, status
@@ -89,14 +97,28 @@ def planned_row(run_id: str, script: Script, video_key: str) -> ManifestRow:
         voice=f"{provider.type}:{provider.voice_id}",
         driver=script.driver_url,
         video_key=video_key,
+        slide=_slide(script.metadata.get("slide")),
     )
 
 
+def _slide(value: str | None) -> int | None:
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def note_existing_beside(rows: list[ManifestRow], store: ObjectStore) -> None:
+    """Rows skipped as already made get the keys of the captions and poster stored beside their video."""
+    for row in rows:
+        if row.status != "skipped_existing" or row.poster_key or row.captions_vtt_key:
+            continue
+        for name, key in beside_keys(row.video_key).items():
+            if store.exists(key):
+                setattr(row, BESIDE_FIELDS[name], key)
 
 
 def write_manifest(store: ObjectStore, run_id: str, rows: list[ManifestRow]) -> dict[str, str]:
     """Writes the three files; their URIs by name."""
     keys = manifest_keys(run_id)
+    note_existing_beside(rows, store)
     store.put_atomic(keys["manifest.jsonl"], to_jsonl(rows).encode())
     store.put_atomic(keys["manifest.csv"], to_csv(rows).encode())
     store.put_atomic(keys["gallery.html"], to_gallery(rows, keys["gallery.html"]).encode())
@@ -127,15 +149,15 @@ def to_gallery(rows: list[ManifestRow], gallery_key: str) -> str:
     """A page with every video, its title and script. Links are relative to the page, so the gallery works
     wherever the output folder is served or copied (a local folder, a static S3 website)."""
     base = posixpath.dirname(gallery_key)
-    cards = "\n".join(_card(row, posixpath.relpath(row.video_key, base)) for row in rows)
+    cards = "\n".join(_card(row, lambda key: posixpath.relpath(key, base)) for row in rows)
     done = sum(row.status in ("done", "skipped_existing") for row in rows)
     return _PAGE.format(run=html.escape(rows[0].run_id if rows else ""), done=done, total=len(rows), cards=cards)
 
 
-def _card(row: ManifestRow, href: str) -> str:
+def _card(row: ManifestRow, href: Callable[[str], str]) -> str:
     title = html.escape(" — ".join(part for part in (row.document_title, row.section) if part))
     media = (
-        f'<video controls preload="metadata" src="{html.escape(href)}"></video>'
+        _video(row, href)
         if row.status in ("done", "skipped_existing")
         else f'<p class="missing">{html.escape(row.status)}: {html.escape(row.error_message or "no video")}</p>'
     )
@@ -144,6 +166,24 @@ def _card(row: ManifestRow, href: str) -> str:
         f"<p class=\"meta\">{html.escape(row.script_id)} · part {row.chunk_index + 1}/{row.chunk_count}"
         f" · {html.escape(row.status)}</p><p>{html.escape(row.script_text)}</p></article>"
     )
+
+
+def _video(row: ManifestRow, href: Callable[[str], str]) -> str:
+    """The <video>, with its poster and captions track when they are stored beside it."""
+    poster = f' poster="{html.escape(href(row.poster_key))}"' if row.poster_key else ""
+    track = ""
+    if row.captions_vtt_key:
+        language = caption_language(row.voice)
+        track = (f'<track kind="captions" srclang="{html.escape(language)}" label="{html.escape(language)}" '
+                 f'src="{html.escape(href(row.captions_vtt_key))}" default>')
+    return f'<video controls preload="metadata" src="{html.escape(href(row.video_key))}"{poster}>{track}</video>'
+
+
+def caption_language(voice: str) -> str:
+    """The captions' language (BCP 47) from the row's voice ("microsoft:en-US-JennyNeural", "talkmill:
+    fr-FR-ff_siwis", "talkmill:de-espeak"): its locale when it names one, else English."""
+    match = re.search(r"(?:^|:)([a-z]{2,3}(?:-[A-Z][A-Za-z]{1,3})?)(?=-|$)", voice)
+    return match[1] if match else "en"
 
 
 _PAGE = """<!doctype html>

@@ -1,9 +1,23 @@
 """Publish: each finished talk's video copied into the output store at once (provider URLs expire), with
-its sidecar; repeats of a script get a copy of its video."""
+its sidecar, captions and poster beside it; repeats of a script get a copy of its files.
+
+Captions (.vtt, .srt) are stored when the backend made them (our engine does when asked; D-ID's cloud
+never does: its videos get none). The poster is the backend's, or else a frame ~1 s into the video (a
+copy spooled to a temporary file as it streams), decoded with PyAV where it is installed (it comes with
+the engine extra); without PyAV, no poster.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -12,21 +26,99 @@ from prefect.cache_policies import NO_CACHE
 from connectors.storage import ObjectStore
 from connectors.talks.base import TalkResult, TalksBackend
 from connectors.talks.did import talk_result
-from talkmill.errors import TalksBadAnswer
+from talkmill.errors import TalksBadAnswer, TalksError
 from talkmill.models import Script
 from talkmill.progress import emit
-from tasks.layout import sidecar_key
-from tasks.manifest import ManifestRow
+from tasks.layout import beside_keys, sidecar_key
+from tasks.manifest import BESIDE_FIELDS, ManifestRow
+
+log = logging.getLogger("talkmill.publish")
+POSTER_SECONDS = 1.0  # into the video: past the first frames, where a head may still be settling
+POSTER_QUALITY = 85
+CONTENT_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8",
+                 "poster": "image/jpeg"}  # fmt: skip
 
 
 async def publish_video(
     result: TalkResult, script: Script, row: ManifestRow, talks: TalksBackend, store: ObjectStore
 ) -> None:
-    """Copies the result into the store at once (provider URLs expire), then the sidecar beside it."""
-    info = await store.aput_stream(row.video_key, talks.stream_result(result))  # hashes as it writes
-    store.put_bytes(sidecar_key(row.video_key), sidecar_bytes(result, script), "application/json")
+    """Copies the result into the store at once (provider URLs expire), then the sidecar, captions and
+    poster beside it."""
+    spool = _Spool(Path(row.video_key).suffix)  # a poster of our own, should the backend's be missing
+    try:
+        # the store hashes as it writes
+        info = await store.aput_stream(row.video_key, spool.tee(talks.stream_result(result)))
+        store.put_bytes(sidecar_key(row.video_key), sidecar_bytes(result, script), "application/json")
+        stored = await publish_beside(result, row.video_key, talks, store, spool)
+    finally:
+        spool.remove()
+    beside = {BESIDE_FIELDS[name]: key for name, key in stored.items()}
     row.finish("done", video_uri=store.uri(row.video_key), size_bytes=info.size, sha256=info.sha256,
-               actual_seconds=result.duration)
+               actual_seconds=result.duration, **beside)
+
+
+async def publish_beside(
+    result: TalkResult, video_key: str, talks: TalksBackend, store: ObjectStore, spool: _Spool
+) -> dict[str, str]:
+    """Stores the files the backend made beside the video, and a poster of our own if it made none (or
+    its poster cannot be fetched); the keys stored, by name. Captions that cannot be fetched are left
+    out with a warning: the video stands."""
+    keys, stored = beside_keys(video_key), {}
+    for name, url in result.beside().items():
+        try:
+            chunks = talks.stream_result(replace(result, result_url=url))
+            await store.aput_stream(keys[name], chunks, CONTENT_TYPES[name])
+            stored[name] = keys[name]
+        except TalksError as e:
+            log.warning("talk %s: its %s could not be fetched, left out: %s", result.id, name, e)
+    if "poster" not in stored:
+        poster = await asyncio.to_thread(poster_from_video, spool.path)
+        if poster is not None:
+            store.put_bytes(keys["poster"], poster, CONTENT_TYPES["poster"])
+            stored["poster"] = keys["poster"]
+    return stored
+
+
+class _Spool:
+    """A local copy of a video as it streams to the store, for a poster when the backend made none."""
+
+    def __init__(self, suffix: str) -> None:
+        handle, name = tempfile.mkstemp(prefix="talkmill-video-", suffix=suffix)
+        os.close(handle)
+        self.path = Path(name)
+
+    async def tee(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        with self.path.open("wb") as file:
+            async for chunk in chunks:
+                file.write(chunk)
+                yield chunk
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def poster_from_video(path: Path, seconds: float = POSTER_SECONDS) -> bytes | None:
+    """A JPEG of the frame shown `seconds` in (the last one of a shorter video); None without PyAV or
+    for a file it cannot decode."""
+    try:
+        import av
+    except ImportError:
+        log.info("PyAV is not installed (it comes with talkmill[engine]): no poster for %s", path.name)
+        return None
+    try:
+        with av.open(str(path)) as container:
+            frame = None
+            for frame in container.decode(video=0):
+                if frame.time is not None and frame.time >= seconds:
+                    break
+            if frame is None:
+                return None
+            buffer = io.BytesIO()
+            frame.to_image().convert("RGB").save(buffer, "JPEG", quality=POSTER_QUALITY)
+            return buffer.getvalue()
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:  # IndexError: no video stream
+        log.warning("no poster from %s: %s", path.name, e)
+        return None
 
 
 def sidecar_bytes(result: TalkResult, script: Script) -> bytes:
@@ -62,7 +154,19 @@ def copy_repeats(
         info = store.put_bytes(row.video_key, store.get_bytes(original.video_key))
         store.put_bytes(sidecar_key(row.video_key), store.get_bytes(sidecar_key(original.video_key)))
         row.finish("done", talk_id=original.talk_id, video_uri=store.uri(row.video_key), size_bytes=info.size,
-                   sha256=info.sha256, actual_seconds=original.actual_seconds)
+                   sha256=info.sha256, actual_seconds=original.actual_seconds,
+                   **copy_beside(original, row.video_key, store))
     for _, row in repeats:
         emit("finished", row=row)
     return [row for _, row in repeats]
+
+
+def copy_beside(original: ManifestRow, video_key: str, store: ObjectStore) -> dict[str, Any]:
+    """The original's captions and poster copied beside a repeat's video; the row fields to set."""
+    keys, values = beside_keys(video_key), {}
+    for name, field in BESIDE_FIELDS.items():
+        source = getattr(original, field)
+        if source:
+            store.put_bytes(keys[name], store.get_bytes(source), CONTENT_TYPES[name])
+            values[field] = keys[name]
+    return values

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sentencex import segment
 
 from talkmill.config import PipelineConfig, is_url
@@ -95,9 +96,10 @@ def plan_scripts(document: Document, config: PipelineConfig) -> list[Script]:
     """Every section split and dressed with its settings (config defaults, then the section's CSV
     overrides). All problems (missing portraits, unfetched source rows) are reported together."""
     settings, problems = [], []
+    presenters: dict[str, tuple[str, str]] = {}  # checked once per run, not once per row (10,000 rows, 1 portrait)
     for section in document.sections:
         try:
-            settings.append(_settings(section, config))
+            settings.append(_settings(section, config, presenters))
         except ContentError as error:
             problems.append((section, str(error)))
     if problems:
@@ -131,19 +133,23 @@ def _section_scripts(document: Document, index: int, section: Section, chosen: d
     ]
 
 
-def _settings(section: Section, config: PipelineConfig) -> dict[str, Any]:
+def _settings(section: Section, config: PipelineConfig, presenters: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The section's settings; `presenters` caches each portrait's (reference, fingerprint) for the plan."""
     if not section.text.strip():
         raise ContentError("this row's source was not fetched; "
                            "ingest CSVs with tasks.ingest.ingest or ingest_source")
     chosen = section.overrides
     presenter = chosen.get("presenter_image") or config.presenter
-    try:
-        fingerprint = presenter_fingerprint(presenter)
-    except ContentError as error:
-        column = "presenter_image" if "presenter_image" in chosen else "presenter (config)"
-        raise ContentError(f"{column}: {error}") from error
+    if presenter not in presenters:
+        try:
+            fingerprint = presenter_fingerprint(presenter)
+        except ContentError as error:
+            column = "presenter_image" if "presenter_image" in chosen else "presenter (config)"
+            raise ContentError(f"{column}: {error}") from error
+        presenters[presenter] = (presenter if is_url(presenter) else str(local_path(presenter).resolve()), fingerprint)
+    reference, fingerprint = presenters[presenter]
     return {
-        "presenter": presenter if is_url(presenter) else str(local_path(presenter).resolve()),
+        "presenter": reference,
         "fingerprint": fingerprint,
         "voice": _voice(chosen, config.voice),
         "driver_url": chosen.get("driver_url") or config.driver_url,
@@ -217,7 +223,7 @@ def _file_sha256(path: Path, mtime_ns: int, size: int) -> str:  # mtime and size
     return hashlib.sha256(data).hexdigest()
 
 
-@task
+@task(cache_policy=NO_CACHE)  # a cache key would hash the whole document, for a result never reused
 def plan(document: Document, config: PipelineConfig) -> list[Script]:
     """Pure task (no retries): a planning error is in the content, and it would fail the same again."""
     return plan_scripts(document, config)

@@ -54,18 +54,30 @@ class TalkResult:
     duration: float | None = None  # seconds of video
     error: TalkFailure | None = None  # why an error/rejected talk failed, when the backend said
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # for the sidecar only
+    # files beside the video, when the backend makes them (our engine does; D-ID's cloud sends none)
+    vtt_url: str | None = None  # WebVTT captions
+    srt_url: str | None = None  # the same as SubRip
+    poster_url: str | None = None  # a JPEG frame
 
     def to_record(self) -> dict[str, Any]:
         """The typed fields as JSON (the sidecar's "result"); `raw` is stored beside it, not in it."""
         error = self.error and {"kind": self.error.kind, "description": self.error.description}
-        return {"id": self.id, "status": self.status, "result_url": self.result_url,
-                "duration": self.duration, "error": error}
+        record = {"id": self.id, "status": self.status, "result_url": self.result_url,
+                  "duration": self.duration, "error": error}  # fmt: skip
+        return record | {f"{name}_url": url for name, url in self.beside().items()}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TalkResult:
         error = record.get("error")
         return cls(str(record["id"]), record["status"], record.get("result_url"), record.get("duration"),
-                   TalkFailure(error["kind"], error["description"]) if error else None)
+                   TalkFailure(error["kind"], error["description"]) if error else None,
+                   vtt_url=record.get("vtt_url"), srt_url=record.get("srt_url"),
+                   poster_url=record.get("poster_url"))  # fmt: skip
+
+    def beside(self) -> dict[str, str]:
+        """The files beside the video the backend made: {"vtt" | "srt" | "poster": url}."""
+        urls = {"vtt": self.vtt_url, "srt": self.srt_url, "poster": self.poster_url}
+        return {name: url for name, url in urls.items() if url}
 
 
 class WebhookRejected(ValueError):
@@ -109,7 +121,8 @@ class TalksBackend(Protocol):
         ...
 
     def stream_result(self, result: TalkResult) -> AsyncIterator[bytes]:
-        """The video of a done talk, in chunks."""
+        """The video of a done talk, in chunks (the files beside it: the same result with their URL as
+        its `result_url`, so they are fetched as the video is)."""
         ...
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> TalkRef:

@@ -17,6 +17,10 @@
 - `talkmill` (TalkmillTalks), our engine: the same format plus its extensions (driver_url, every
   config key of TALKS_API.md, gif results).
 
+Both send `script.subtitles: true` unless the script's config says `captions: false` (D-ID's spec has the
+field). Only our engine answers with files beside the video (`subtitles: {vtt_url, srt_url}`,
+`poster_url`); D-ID's cloud sends none: the pipeline then stores no captions and makes the poster itself.
+
 A create is never blindly repeated: the script id travels in `user_data`, and a POST /talks that may
 have reached the server without us seeing the answer (5xx, a connection lost after sending) is looked up
 by it first. Listings stop at the last page, at a page token seen before, or after a page budget.
@@ -58,6 +62,12 @@ log = logging.getLogger("talkmill.talks")
 PAGE_SIZE = 100
 LOOKUP_CLOCK_SKEW = 600.0  # seconds: talks created this long before the backend was opened still count
 DID_CONFIG_KEYS = frozenset({"logo", "stitch", "result_format", "fluent", "pad_audio", "driver_expressions"})
+CAPTIONS_KEY = "captions"  # the pipeline's switch in a script's config: sent as `script.subtitles`
+
+
+def wants_captions(config: Mapping[str, Any]) -> bool:
+    """Captions are asked for unless the script's config says `captions: false`."""
+    return config.get(CAPTIONS_KEY) is not False
 
 
 class DidTalks:
@@ -99,7 +109,7 @@ class DidTalks:
     def request_body(self, script: Script, source_url: str, webhook: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "source_url": source_url,
-            "script": {"type": "text", "input": script.text,
+            "script": {"type": "text", "input": script.text, "subtitles": wants_captions(script.config),
                        "provider": script.voice.provider.model_dump(exclude_none=True)},
             "config": self._config(script.config),
             "user_data": script.id,  # lets a create whose answer was lost be found again
@@ -112,7 +122,7 @@ class DidTalks:
 
     def _config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         self._check_result_format(config)
-        self._drop([f"config.{key}" for key in config if key not in DID_CONFIG_KEYS])
+        self._drop([f"config.{key}" for key in config if key not in DID_CONFIG_KEYS | {CAPTIONS_KEY}])
         return {key: value for key, value in config.items() if key in DID_CONFIG_KEYS}
 
     def _extensions(self, script: Script) -> dict[str, Any]:
@@ -270,7 +280,7 @@ class TalkmillTalks(DidTalks):
 
     def _config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         self._check_result_format(config)
-        return dict(config)
+        return {key: value for key, value in config.items() if key != CAPTIONS_KEY}
 
     def _extensions(self, script: Script) -> dict[str, Any]:
         return {"driver_url": script.driver_url} if script.driver_url else {}
@@ -294,10 +304,18 @@ def talk_result(talk: Mapping[str, Any]) -> TalkResult:
     result_url = talk.get("result_url")
     if ref.status == "done" and not (isinstance(result_url, str) and result_url):
         raise TalksBadAnswer(f"talk {ref.id} is done but the API gave no result_url to fetch it from")
+    subtitles = talk.get("subtitles") if isinstance(talk.get("subtitles"), Mapping) else {}
     return TalkResult(
         ref.id, ref.status, result_url if isinstance(result_url, str) else None,  # type: ignore[arg-type]
         _seconds(talk.get("duration")), _failure(talk.get("error")), raw=dict(talk),
+        vtt_url=_url(subtitles.get("vtt_url")), srt_url=_url(subtitles.get("srt_url")),
+        poster_url=_url(talk.get("poster_url")),
     )
+
+
+def _url(value: Any) -> str | None:
+    """Our engine's extensions (`subtitles`, `poster_url`): D-ID's cloud sends none, so absent is normal."""
+    return value if isinstance(value, str) and value else None
 
 
 def _ref_or_none(talk: Mapping[str, Any]) -> TalkRef | None:

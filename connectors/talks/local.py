@@ -12,19 +12,25 @@ from talkmill.errors import ConfigError
 
 
 class LocalEngineHandle(Protocol):
-    """A started engine: where it listens, its key, the secret it signs webhooks with; stop() ends it."""
+    """A started (or joined) engine: where it listens, its key, the secret it signs webhooks with, its pid
+    if it was started here; stop() leaves it, and ends it unless someone else still uses it."""
 
     url: str
     key: str
     webhook_secret: str
     data_dir: Path
 
-    def stop(self) -> None: ...
+    @property
+    def pid(self) -> int | None: ...
+
+    def stop(self, grace: float = ...) -> None: ...
 
 
-def start_local_engine(data_dir: Path | None = None) -> LocalEngineHandle:
-    """Start (or adopt, if a killed run left it serving) the engine of `data_dir`, by default
-    ./.talkmill/engine of the current directory, made absolute. Blocks until it is healthy."""
+def start_local_engine(data_dir: Path | None = None, role: str = "run") -> LocalEngineHandle:
+    """Start the engine of `data_dir` (by default ./.talkmill/engine of the current directory, made
+    absolute), or join the one already serving it (`talkmill serve`'s, another run's, a killed run's).
+    Blocks until it is healthy. stop() stops it only when no live process still uses it and it is not
+    a live serve's (role "serve": the caller is serve, and its engine dies with it)."""
     if missing := missing_engine_requirements():  # a pipeline-only install (a Prefect worker image)
         raise ConfigError(f"no backend.url is set and the local engine is not installed here ({missing[0]} "
                           "is missing): install talkmill[engine], or name a Talks API with --talks-url")
@@ -33,7 +39,7 @@ def start_local_engine(data_dir: Path | None = None) -> LocalEngineHandle:
 
     if found := problems():  # its voices: installed by scripts/bootstrap, checked by sha256
         raise ConfigError(f"the local engine cannot speak: {found[0]}: run scripts/bootstrap")
-    return LocalEngine((data_dir or DEFAULT_DATA_DIR).resolve()).start()
+    return LocalEngine((data_dir or DEFAULT_DATA_DIR).resolve(), role=role).start()
 
 
 def missing_engine_requirements() -> list[str]:

@@ -129,7 +129,7 @@ class S3Results(_Results):
         client, urls = self._client(), []
         for path in paths:
             bucket, key = self._location(talk_id, path.name)
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            content_type = _content_type(path.name)
             with _s3_errors(f"Could not store the result in s3://{bucket}/{key}."):
                 client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type})
             params = {"Bucket": bucket, "Key": key}
@@ -204,3 +204,12 @@ def _s3_errors(description: str) -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as e:
         raise UnknownError(description, str(e)) from e
+
+
+# captions are UTF-8 text; mimetypes knows .vtt without a charset and reads .srt as plain text, or not at all
+_CAPTION_TYPES = {".vtt": "text/vtt; charset=utf-8", ".srt": "application/x-subrip; charset=utf-8"}
+
+
+def _content_type(name: str) -> str:
+    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return _CAPTION_TYPES.get(Path(name).suffix, guessed)

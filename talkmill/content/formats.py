@@ -9,9 +9,10 @@ A format whose content names local files (`names_files`: CSV's presenter_image a
 argument, the folders it may name files in besides its own (talkmill.content.uris).
 
 Adding a format is one new parser module and one entry in FORMATS. Detection: a known suffix decides; else
-the first format (in FORMATS order) whose `sniff` accepts the content, so text, which accepts anything,
-stays last. Parsers are imported when first used: reading the registry (`talkmill --help`, folder
-expansion, the inbox filter) costs no parser's imports.
+the first format (in FORMATS order) whose `sniff` accepts the content: the binary formats (PDF, and
+the zip packages .pptx and .docx) first, and text, which accepts anything, last. Parsers are imported
+when first used: reading the registry (`talkmill --help`, folder expansion, the inbox filter) costs no
+parser's imports.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
+    # binary formats first: their sniffers check magic bytes, which the text sniffers could misread
+    Format("pdf", (".pdf",), "talkmill.content.pdfdoc"),
+    Format("pptx", (".pptx",), "talkmill.content.slides"),
+    Format("docx", (".docx",), "talkmill.content.worddoc"),
     Format("html", (".html", ".htm", ".xhtml"), "talkmill.content.html"),
     Format("markdown", (".md", ".markdown"), "talkmill.content.markdown"),
     Format("csv", (".csv",), "talkmill.content.csvrows", names_files=True),

@@ -21,7 +21,7 @@ from tests.s3server import S3Server
 
 TALKMILL = Path(sys.executable).parent / "talkmill"
 INBOX = "s3://inbox/drop/"
-WATCH_INTERVAL = 8  # seconds between two looks at the inbox (each look is a flow run: a process)
+WATCH_INTERVAL = 8  # seconds between two looks of the one watcher run at the inbox
 
 
 @dataclass(frozen=True)

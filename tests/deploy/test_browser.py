@@ -67,3 +67,41 @@ def test_the_gallery_has_one_playable_video_per_script(gallery: dict[str, Any], 
         assert video["error"] is None and video["readyState"] >= 1 and video["duration"] > 0, video
         assert video["src"].endswith(row["video_key"])
         assert abs(video["duration"] - row["actual_seconds"]) < 0.5, (video, row["actual_seconds"])
+
+
+POSTERS_AND_TRACKS = """Promise.all([...document.querySelectorAll('video')].map(async v => {
+    const track = v.querySelector('track[kind=captions]');
+    const poster = v.getAttribute('poster') && await fetch(v.poster).then(r => r.ok && r.headers.get('content-type'));
+    const cues = v.textTracks.length && v.textTracks[0].cues
+        ? [...v.textTracks[0].cues].map(c => c.getCueAsHTML().textContent) : [];
+    return {poster, posterSrc: v.poster, track: track && track.src, trackState: track && track.readyState,
+            srclang: track && track.srclang, isDefault: track && track.default, cues};
+}))"""
+
+
+def _gallery_media(gallery: dict[str, Any], tmp_path: Path, tracks: bool) -> list[dict[str, Any]]:
+    async def visit() -> list[dict[str, Any]]:
+        async with chromium(tmp_path / "profile") as page:
+            await page.goto(gallery["url"])
+            loaded = ("[...document.querySelectorAll('track')].every(t => t.readyState >= 2)" if tracks
+                      else "true")  # fmt: skip
+            count = f"document.querySelectorAll('video').length === {len(gallery['rows'])}"
+            await page.wait_for(f"{count} && {loaded}", 30)
+            return await page.evaluate(POSTERS_AND_TRACKS)
+
+    return asyncio.run(visit())
+
+
+def test_the_gallery_shows_each_videos_poster(gallery: dict[str, Any], tmp_path: Path) -> None:
+    media = _gallery_media(gallery, tmp_path, tracks=False)
+    for item, row in zip(media, gallery["rows"]):
+        assert row["poster_key"] and item["posterSrc"].endswith(row["poster_key"]), (item, row)
+        assert item["poster"] == "image/jpeg", item
+
+
+def test_the_gallery_has_a_captions_track_per_video(gallery: dict[str, Any], tmp_path: Path) -> None:
+    media = _gallery_media(gallery, tmp_path, tracks=True)
+    for item, row in zip(media, gallery["rows"]):
+        assert row["captions_vtt_key"] and item["track"].endswith(row["captions_vtt_key"]), (item, row)
+        assert (item["trackState"], item["isDefault"], item["srclang"]) == (2, True, "en-US"), item
+        assert " ".join(item["cues"]).split() == row["script_text"].split(), item

@@ -13,9 +13,18 @@ from typing import Any
 
 import pytest
 
-from flows.bucket_watch import claim_key, is_stale, new_files, outcome
+from flows.bucket_watch import (
+    claim_key,
+    ignored_reason,
+    is_stale,
+    new_files,
+    outcome,
+    prune_empty_folders,
+    unreadable_files,
+)
+from talkmill.content.formats import SUFFIXES
 from tests.deploy.conftest import INBOX, WATCH_INTERVAL, Service
-from tests.deploy.prefect_server import flow_runs, wait_final, wait_for
+from tests.deploy.prefect_server import api, flow_runs, stop, wait_final, wait_for
 
 DEPLOYMENT = "content_to_video/content-to-video"
 BUCKET, PREFIX = "inbox", "drop/"
@@ -49,6 +58,10 @@ def wait_moved(service: Service, name: str, folder: str) -> str:
     return wait_for(found, SETTLE, f"{name} in {folder}", interval=1)
 
 
+def read(service: Service, key: str) -> str:
+    return service.s3.client().get_object(Bucket=BUCKET, Key=PREFIX + key)["Body"].read().decode()
+
+
 @pytest.fixture(scope="module")
 def drops(service: Service) -> dict[str, Any]:
     """Files put into the watched inbox at once (their runs overlap): a good one, one a dead watcher had
@@ -58,8 +71,13 @@ def drops(service: Service) -> dict[str, Any]:
     claim = {"claimed_at": time.time() - 3600, "by": "a watcher that died"}  # its claim, older than stale_after
     put(service, claim_key(orphan, hashlib.sha256(orphan_text.encode()).hexdigest()), json.dumps(claim))
     put(service, orphan, orphan_text)
-    return {"good": drop(service, "# Drop\n\nA file in the bucket. It becomes a video.\n"), "orphan": orphan,
-            "empty": drop(service, "   \n", stem="empty"), "dropped_at": time.monotonic()}
+    unknown = f"slides-{uuid.uuid4().hex[:8]}.xyz"
+    put(service, unknown, "not a format talkmill reads")
+    return {"good": drop(service, GOOD), "orphan": orphan, "empty": drop(service, "   \n", stem="empty"),
+            "unknown": unknown, "dropped_at": time.monotonic()}
+
+
+GOOD = "# Drop\n\nA file in the bucket. It becomes a video.\n"
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +111,13 @@ def test_the_file_moves_to_processed_and_leaves_the_inbox(dropped: dict[str, Any
     assert len(runs_for(service, dropped["name"])) == 1
 
 
+def test_serve_watches_with_one_long_running_flow_run(dropped: dict[str, Any], service: Service) -> None:
+    """A flow run per tick flooded the Runs page (~120 an hour): serve starts one watcher, which stays."""
+    watchers = flow_runs(service.prefect, "bucket_watch/bucket-watch")
+    assert [run["state_type"] for run in watchers] == ["RUNNING"], watchers
+    assert watchers[0]["parameters"]["interval"] == WATCH_INTERVAL
+
+
 def test_a_stale_claim_of_a_dead_watcher_is_taken_over_once(service: Service, drops: dict[str, Any]) -> None:
     """A watcher killed after its claim, before moving the file: another takes the file over."""
     wait_moved(service, drops["orphan"], "processed/")
@@ -101,8 +126,70 @@ def test_a_stale_claim_of_a_dead_watcher_is_taken_over_once(service: Service, dr
 
 def test_a_failing_file_moves_to_failed_with_its_reason(service: Service, drops: dict[str, Any]) -> None:
     moved = wait_moved(service, drops["empty"], "failed/")
-    reason = service.s3.client().get_object(Bucket=BUCKET, Key=f"{PREFIX}{moved}.reason.txt")["Body"].read()
-    assert b"Failed" in reason and drops["empty"] not in keys(service)
+    reason = read(service, f"{moved}.reason.txt")
+    assert "Failed" in reason and drops["empty"] not in keys(service)
+    assert reason.startswith(drops["empty"]) and f"{INBOX}{moved}" in reason and "processing/" not in reason
+
+
+def test_an_unknown_kind_goes_to_ignored_naming_the_accepted_kinds(service: Service, drops: dict[str, Any]) -> None:
+    moved = wait_moved(service, drops["unknown"], "ignored/")
+    reason = read(service, f"{moved}.reason.txt")
+    assert reason.startswith(drops["unknown"]) and all(suffix in reason for suffix in SUFFIXES)
+    assert drops["unknown"] not in keys(service)
+
+
+def test_nothing_is_left_in_processing_or_claims(service: Service, drops: dict[str, Any],
+                                                 dropped: dict[str, Any]) -> None:
+    for name, folder in ((drops["good"], "processed/"), (drops["orphan"], "processed/"), (drops["empty"], "failed/")):
+        wait_moved(service, name, folder)
+    names = (drops["good"], drops["orphan"], drops["empty"])
+    left = lambda: [k for k in keys(service) if k.startswith(("processing/", "claims/")) and k.split("/")[-1].startswith(names)]  # noqa: E731
+    wait_for(lambda: not left(), 2 * WATCH_INTERVAL + 10, "claims and processing files cleaned up")
+
+
+def test_an_unchanged_redrop_goes_straight_to_processed_with_a_note(service: Service,
+                                                                   dropped: dict[str, Any]) -> None:
+    name = dropped["name"]
+    wait_moved(service, name, "processed/")
+    put(service, name, GOOD)
+    began = time.monotonic()
+    note = wait_moved(service, f"{name}.note.txt", "processed/")
+    assert time.monotonic() - began < 2 * WATCH_INTERVAL + 15
+    assert read(service, note).startswith(name) and "no new run" in read(service, note)
+    assert name not in keys(service) and len(runs_for(service, name)) == 1
+
+
+def test_one_watcher_flow_run_watches_a_local_inbox(service: Service, tmp_path: Any) -> None:
+    """`interval`: one long-running flow run looks every few seconds; it logs what it finds, not each look."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    code = ("import sys\nfrom flows.bucket_watch import bucket_watch\n"
+            "bucket_watch(sys.argv[1], output=sys.argv[2], config=sys.argv[3], interval=1)\n")
+    args = [str(inbox), str(service.output), str(service.config)]
+    log = tmp_path / "watcher.log"
+    with log.open("wb") as out:
+        watcher = subprocess.Popen([sys.executable, "-c", code, *args], env=service.env(), stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        name = f"local-{uuid.uuid4().hex[:8]}.md"
+        (tmp_path / name).write_text("# Local\n\nA file in a local inbox.\n")
+        (tmp_path / name).rename(inbox / name)  # whole, as the docstring asks
+        wait_for(lambda: list(inbox.glob(f"processed/*/{name}")), SETTLE + 120, f"{name} processed (log: {log})")
+        watchers = [run for run in watcher_runs(service) if run["parameters"]["inbox"] == str(inbox)]
+        assert len(watchers) == 1 and watchers[0]["state_type"] == "RUNNING"
+        assert not (inbox / "processing").exists() and not (inbox / "claims").exists()
+        assert len(run_logs(service, watchers[0]["id"])) <= 4, run_logs(service, watchers[0]["id"])
+    finally:
+        stop(watcher)
+
+
+def watcher_runs(service: Service) -> list[dict[str, Any]]:
+    return api(service.prefect, "POST", "/flow_runs/filter", flows={"name": {"any_": ["bucket_watch"]}}, limit=200)
+
+
+def run_logs(service: Service, flow_run_id: str) -> list[str]:
+    found = api(service.prefect, "POST", "/logs/filter", logs={"flow_run_id": {"any_": [flow_run_id]}}, limit=200)
+    return [entry["message"] for entry in found]
 
 
 def test_two_watchers_at_once_start_one_run(service: Service) -> None:
@@ -147,9 +234,24 @@ def run_watchers(service: Service, inbox: str, count: int) -> list[dict[str, Any
 
 
 def test_only_readable_files_outside_the_watchers_folders_are_new() -> None:
-    listing = ["a.md", "b.HTML", "c.csv", "d.txt", "e.pdf", "sub/f.md", "claims/a.md.0123", "processing/x/a.md",
+    listing = ["a.md", "b.HTML", "c.csv", "d.txt", "e.xyz", "sub/f.md", "claims/a.md.0123", "processing/x/a.md",
                "processed/x/b.md", "failed/x/c.md", "failed/x/c.md.reason.txt"]
     assert new_files(listing) == ["a.md", "b.HTML", "c.csv", "d.txt", "sub/f.md"]
+
+
+def test_files_of_unknown_kinds_are_answered_with_the_registry_s_suffixes() -> None:
+    assert unreadable_files(["a.md", "b.xyz", "noext", "ignored/x/c.xyz", "claims/a.md.0123"]) == ["b.xyz", "noext"]
+    reason = ignored_reason("deck.xyz")
+    assert reason.startswith("deck.xyz: ") and ".xyz" in reason and all(suffix in reason for suffix in SUFFIXES)
+
+
+def test_empty_folders_are_pruned_up_to_the_root(tmp_path: Any) -> None:
+    (tmp_path / "processing" / "abc").mkdir(parents=True)
+    (tmp_path / "claims" / "sub").mkdir(parents=True)
+    (tmp_path / "claims" / "kept.md.0123").write_text("{}")
+    prune_empty_folders(tmp_path, "processing/abc/a.md")
+    prune_empty_folders(tmp_path, "claims/sub/b.md.0123")
+    assert not (tmp_path / "processing").exists() and sorted(p.name for p in tmp_path.rglob("*")) == ["claims", "kept.md.0123"]
 
 
 def test_run_states_decide_where_a_file_goes() -> None:

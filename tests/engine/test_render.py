@@ -18,11 +18,11 @@ from talkmill_engine.render.image import load_image
 from talkmill_engine.render.rig import Rig
 from talkmill_engine.render.talk import Renderer, build_tracks
 from talkmill_engine.render.teeth import to_lab
-from talkmill_engine.render.visemes import loudness, pose_of
+from talkmill_engine.render.visemes import LEAD_SECONDS, loudness, pose_of, tracks_from_phones
 from talkmill_engine.render.warp import MeshWarp
 from talkmill_engine.speech.catalogue import resolve_voice
 from talkmill_engine.speech.synthesizer import Synthesizer
-from talkmill_engine.speech.timing import Speech
+from talkmill_engine.speech.timing import Phone, Speech
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE = ROOT / "talkmill/assets/grace_hopper.jpg"
@@ -93,6 +93,43 @@ def test_mouth_opens_with_the_sound(renderer, speech, faces, tmp_path):
     rms = loudness(speech.samples, speech.sample_rate, len(gaps), 25)
     assert np.corrcoef(gaps, rms)[0, 1] > 0.45
     assert gaps[rms > 0.6].mean() > gaps[rms < 0.05].mean() + 0.05  # open when loud, near closed in pauses
+
+
+def mouth_of(phones: list[tuple[str, float]], energy: float = 1.0) -> tuple[np.ndarray, dict]:
+    """Each frame's sampled time and the mouth tracks of (symbol, seconds) phones spoken at even loudness."""
+    timed, start = [], 0.0
+    for symbol, seconds in phones:
+        timed.append(Phone(symbol, start, start + seconds))
+        start += seconds
+    n_frames = round(start * 25)
+    tracks = tracks_from_phones(Speech(np.zeros(round(start * 24000), np.float32), 24000, timed), 25,
+                                np.full(n_frames, energy))  # fmt: skip
+    return np.arange(n_frames) / 25 + LEAD_SECONDS, tracks
+
+
+@pytest.mark.parametrize("closure", ["m", "b", "p"])
+@pytest.mark.parametrize("seconds", [0.03, 0.05, 0.08])
+def test_lips_meet_on_p_b_m_however_short_and_part_right_after(closure, seconds):
+    """Shut in a frame of the sound, open 60 ms either side of it (keyed centre to centre, a 30-ms m never
+    shut the lips, and 60 ms away from any closure they were still 40 % pressed, half open, on a loud a)."""
+    times, tracks = mouth_of([(" ", 0.2), ("a", 0.2), (closure, seconds), ("a", 0.2), (" ", 0.3)])
+    opening = tracks["jaw"] * (1 - tracks["press"])
+    inside = (times > 0.4) & (times < 0.4 + seconds)
+    assert opening[inside].min() < 0.01 and tracks["press"][inside].max() == 1.0
+    for near in (0.4 - 0.06, 0.4 + seconds + 0.06):
+        assert np.interp(near, times, tracks["press"]) < 0.15  # measured 0.04-0.09
+        assert np.interp(near, times, opening) > 0.75 * opening.max()  # 0.86-0.95
+
+
+def test_a_loud_sound_opens_the_mouth_whatever_the_sound_and_the_shape_sets_the_rest():
+    """Open vowels open widest, close ones less, quiet ones least; p, b, m and pauses stay shut."""
+    jaw = {symbol: pose_of(symbol)["jaw"] for symbol in "aɛiuəθt"}
+    assert jaw["a"] == 1.0 and jaw["a"] > jaw["ɛ"] > jaw["i"] > jaw["u"] > jaw["t"] > 0
+    assert min(jaw.values()) >= 0.3  # loudness alone opens the jaw this far: speakers open wider when louder
+    assert pose_of("i", 0.2)["jaw"] < 0.5 * jaw["i"] and pose_of("a", 0.0)["jaw"] < 0.1
+    assert pose_of("m")["press"] == pose_of("b")["press"] == 1.0
+    assert pose_of("m")["jaw"] == pose_of(" ")["jaw"] == 0.0
+    assert pose_of("u")["width"] < 0 < pose_of("i")["width"] and pose_of("θ")["tongue"] == 1.0
 
 
 def test_eyes_blink(renderer, speech, faces, tmp_path):

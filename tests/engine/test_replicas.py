@@ -95,7 +95,7 @@ def test_two_replicas_render_every_talk_once_and_answer_for_all(
         workers = {stored[talk_id]["worker_id"] for talk_id in ids}
         assert len({worker.split("-")[1] for worker in workers}) == 2  # both replicas took talks from the queue
         for talk_id in ids:  # rendered once: one video and one audio file in S3
-            assert result_files(seaweedfs, talk_id) == ["mp4", "wav"]
+            assert result_files(seaweedfs, talk_id) == ["jpg", "mp4", "wav"]
             assert not (tmp_path / "a" / "results" / talk_id).exists()
             assert not (tmp_path / "b" / "results" / talk_id).exists()
         talk = done[ids[0]]  # results are presigned S3 URLs: no engine and no credentials needed
@@ -141,5 +141,5 @@ def test_a_replica_killed_mid_render_leaves_its_talk_to_the_other(
     assert done["status"] == "done", done.get("error")
     stored = rows(replica_env["database_url"])[talk_id]
     assert stored["attempts"] == 2 and stored["worker_id"] != first_worker
-    assert result_files(seaweedfs, talk_id) == ["mp4", "wav"]  # the killed render left nothing behind
+    assert result_files(seaweedfs, talk_id) == ["jpg", "mp4", "wav"]  # the killed render left nothing behind
     assert httpx.get(done["result_url"], timeout=30).status_code == 200

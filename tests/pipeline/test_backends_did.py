@@ -123,7 +123,7 @@ def test_the_talkmill_request_body() -> None:
                                                           "http://127.0.0.1:9/hook")
     assert body == {
         "source_url": "https://engine.local/images/a.png",
-        "script": {"type": "text", "input": "Hello there.",
+        "script": {"type": "text", "input": "Hello there.", "subtitles": True,
                    "provider": {"type": "microsoft", "voice_id": "en-GB-RyanNeural"}},
         "config": {}, "driver_url": "bank://lively/driver-02", "user_data": "scr_1",
         "name": "note-scr_1", "webhook": "http://127.0.0.1:9/hook",

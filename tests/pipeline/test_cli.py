@@ -8,9 +8,12 @@ each (~15 s apiece), and the shared engine as their backend.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,6 +77,7 @@ def test_a_bad_csv_row_exits_2_naming_its_line(refused: subprocess.CompletedProc
 def test_a_refused_input_prints_no_traceback(refused: subprocess.CompletedProcess[str]) -> None:
     assert refused.returncode == 2, refused.stderr
     assert "Traceback" not in refused.stderr
+    assert "Still processing items" not in refused.stderr  # Prefect's event sender draining at exit
 
 
 def test_a_bad_driver_url_row_exits_2_naming_its_line(tmp_path: Path, env: dict) -> None:
@@ -146,3 +150,88 @@ def test_run_help_lists_the_options(tmp_path: Path, env: dict) -> None:
 def test_run_help_shows_the_defaults(tmp_path: Path, env: dict) -> None:
     shown = talkmill("run", "--help", env=env, cwd=tmp_path)
     assert "./output" in shown.stdout and "webhook]" in shown.stdout
+
+
+# -- without PREFECT_API_URL: the Prefect server kept under .talkmill/prefect ---------------------------
+
+
+def api_post(url: str, path: str, **body: object) -> list[dict]:
+    import httpx
+
+    return httpx.post(f"{url}{path}", json=body, timeout=10).raise_for_status().json()
+
+
+@pytest.fixture(scope="module")
+def own_server_runs(tmp_path_factory: pytest.TempPathFactory, talks_engine: LocalEngine) -> Iterator[dict]:
+    """Two `talkmill run`s with no Prefect API named, from one directory: the first starts the server
+    under .talkmill/prefect, the second finds it. Each run's wall time; the server stopped at the end."""
+    from talkmill.local_prefect import running_server, stop_server
+
+    work = tmp_path_factory.mktemp("own-server")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(COLUMNS="80", TALKMILL_TALKS_KEY=talks_engine.key, PREFECT_HOME=str(work / "no-profiles"))
+    seconds = []
+    try:
+        for name in ("first", "second"):
+            (work / f"{name}.txt").write_text(f"The {name} run of two. It needs no server of its own.\n")
+            started = time.monotonic()
+            done = talkmill("run", f"{name}.txt", "--output", "out", "--talks-url", talks_engine.url, env=env,
+                            cwd=work)
+            seconds.append(time.monotonic() - started)
+            assert done.returncode == 0, done.stderr
+        print(f"talkmill run, first (starts the server) {seconds[0]:.1f} s, second {seconds[1]:.1f} s")
+        yield {"work": work, "env": env, "seconds": seconds, "server": running_server(work / ".talkmill")}
+    finally:
+        stop_server(work / ".talkmill")
+
+
+def test_runs_without_an_api_share_one_server_that_outlives_them(own_server_runs: dict) -> None:
+    server = own_server_runs["server"]
+    assert server is not None and server.role == "run"  # still up after both runs
+    runs = api_post(server.api_url, "/flow_runs/filter", limit=10)
+    assert len(runs) == 2 and {run["state_type"] for run in runs} == {"COMPLETED"}  # one UI for both
+    first, second = own_server_runs["seconds"]
+    assert second < first  # no server to start
+
+
+def test_every_task_run_of_a_finished_flow_is_recorded_finished(own_server_runs: dict) -> None:
+    from tests.deploy.prefect_server import wait_for
+
+    url = own_server_runs["server"].api_url
+
+    def all_completed() -> list[dict] | None:
+        tasks = api_post(url, "/task_runs/filter", limit=200)
+        return tasks if tasks and {task["state_type"] for task in tasks} == {"COMPLETED"} else None
+
+    tasks = wait_for(all_completed, 30, "every task run COMPLETED")
+    assert sum(task["name"].startswith("video-") for task in tasks) == 2  # one per talk, in both runs
+
+
+def test_a_run_restarts_the_server_when_it_died(own_server_runs: dict) -> None:
+    from talkmill.local_prefect import running_server
+
+    work = own_server_runs["work"]
+    os.killpg(own_server_runs["server"].pid, signal.SIGKILL)
+    planned = talkmill("run", "first.txt", "--output", "out", "--dry-run", env=own_server_runs["env"],
+                       cwd=work)
+    assert planned.returncode == 0, planned.stderr
+    restarted = running_server(work / ".talkmill")
+    assert restarted is not None and restarted.pid != own_server_runs["server"].pid
+
+
+def test_a_server_that_cannot_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    (tmp_path / ".talkmill").write_text("not a folder")  # its home cannot be made
+    env["PREFECT_HOME"] = str(tmp_path / "p")
+    refused = talkmill("run", CONTENT / "note.txt", "--dry-run", env=env, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "start `talkmill serve`" in refused.stderr and "PREFECT_API_URL" in refused.stderr
+
+
+def test_talkmill_server_says_where_it_is_and_stops_it(own_server_runs: dict) -> None:
+    work, env = own_server_runs["work"], own_server_runs["env"]
+    status = talkmill("server", "status", env=env, cwd=work)
+    assert status.returncode == 0 and status.stdout.startswith("running at http://127.0.0.1:"), status.stdout
+    assert talkmill("server", "stop", env=env, cwd=work).stdout.strip() == "stopped"
+    assert talkmill("server", env=env, cwd=work).stdout.strip() == "not running"

@@ -188,6 +188,14 @@ def test_dry_run_plans_and_creates_nothing(tmp_path: Path, engine_key: Any) -> N
     assert not list((tmp_path / "out").rglob("*.mp4"))
 
 
+def test_the_flow_run_log_says_what_is_planned_and_where_it_goes(tmp_path: Path) -> None:
+    summary = run_flow([CONTENT], output=str(tmp_path / "out"), dry_run=True)
+    messages = asyncio.run(_run_logs(summary.run_id.rsplit("-", 1)[1]))
+    planned = next(m for m in messages if m.startswith("planned "))
+    assert planned.startswith(f"planned {SCRIPTS} videos (") and "estimated minutes) from 3 sources" in planned
+    assert any(summary.manifest["manifest.jsonl"] in m and summary.manifest["gallery.html"] in m for m in messages)
+
+
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
@@ -315,3 +323,16 @@ async def _run_artifacts() -> list[Any]:
     async with get_client() as client:
         wanted = ArtifactFilter(key=ArtifactFilterKey(any_=["talkmill-manifest", "talkmill-summary"]))
         return await client.read_artifacts(artifact_filter=wanted)
+
+
+async def _run_logs(flow_run_prefix: str) -> list[str]:
+    """The messages of the flow run whose id starts with the prefix (its run id's suffix), once sent."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()  # the run's log lines leave in batches
+    async with get_client() as client:
+        runs = [run for run in await client.read_flow_runs(limit=200) if str(run.id).startswith(flow_run_prefix)]
+        wanted = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id for run in runs]))
+        return [log.message for log in await client.read_logs(log_filter=wanted)]

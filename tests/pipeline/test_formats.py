@@ -16,8 +16,11 @@ from talkmill.errors import ContentError
 from tasks.plan import expand_sources
 
 PAGE = b"<html><body><article><p>Hello from an XHTML page, read aloud.</p></article></body></html>"
+DOCUMENTS = Path(__file__).resolve().parents[2] / "examples" / "documents"  # written by scripts/make_samples.py
 SAMPLES = {"html": PAGE, "markdown": b"# Title\n\nSome words.\n", "csv": b"id,text\n1,Hello there.\n",
-           "text": b"Just some words to say.\n"}
+           "text": b"Just some words to say.\n", "pdf": (DOCUMENTS / "travel-expenses.pdf").read_bytes(),
+           "pptx": (DOCUMENTS / "lumen-launch.pptx").read_bytes(),
+           "docx": (DOCUMENTS / "working-from-home.docx").read_bytes()}
 
 
 def test_the_registry_is_consistent() -> None:

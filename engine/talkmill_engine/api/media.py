@@ -23,7 +23,8 @@ _CHUNK = 1024 * 1024
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 # PyAV container names → the extension a file keeps.
 AUDIO_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "flac": "flac", "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
-RESULT_TYPES = {**RESULT_CONTENT_TYPES, "wav": "audio/wav"}  # a talk's video, and its audio
+RESULT_TYPES = {**RESULT_CONTENT_TYPES, "wav": "audio/wav", "jpg": "image/jpeg",  # video, audio, poster
+                "vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}  # captions
 _RESULT_FILE = re.compile(rf"^[A-Za-z0-9_-]{{16,64}}\.({'|'.join(RESULT_TYPES)})$")
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 415)}

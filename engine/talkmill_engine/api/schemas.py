@@ -16,6 +16,9 @@ Expression = Literal[EXPRESSIONS]  # type: ignore[valid-type]  # the contract's 
 ResultFormat = Literal[RESULT_FORMATS]  # type: ignore[valid-type]
 
 
+SUBTITLES = "Captions (WebVTT and SRT) of the talk: their URLs are in the talk's `subtitles` at `done`."
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -34,7 +37,7 @@ class TextScript(Strict):
     type: Literal["text"]
     input: str = Field(min_length=TEXT_MIN_CHARS, max_length=TEXT_MAX_CHARS)
     ssml: bool = False
-    subtitles: bool = False
+    subtitles: bool = Field(False, description=SUBTITLES)
     provider: Provider | None = None
 
     @field_validator("input")
@@ -50,7 +53,7 @@ class AudioScript(Strict):
     type: Literal["audio"]
     audio_url: str = Field(min_length=1)
     reduce_noise: bool = False
-    subtitles: bool = False
+    subtitles: bool = Field(False, description=SUBTITLES)
     # ours, not D-ID's: what the audio says, so the mouth follows its phones (forced alignment)
     input: str | None = Field(None, min_length=TEXT_MIN_CHARS, max_length=TEXT_MAX_CHARS)
 
@@ -94,6 +97,12 @@ class TalkConfig(Strict):
     sharpen: bool = True
     logo: Logo | None = None
     driver_expressions: DriverExpressions | None = None
+    subtitles_burn: bool | None = Field(
+        None,
+        description="Ours, not D-ID's: burn the captions into the video (white text on a dark box, lower "
+        "third). Works with or without `script.subtitles`; an audio script needs a transcript in "
+        "`script.input`.",
+    )
 
     @field_validator("result_format", mode="before")
     @classmethod
@@ -147,6 +156,17 @@ class Face(BaseModel):
     mask_confidence: float
 
 
+class Subtitles(BaseModel):
+    """Ours, not D-ID's (whose `script.subtitles` has no response field): the talk's captions, served beside
+    the result, or why there are none."""
+
+    vtt_url: str | None = Field(None, description="WebVTT captions, timed from the speech's phones.")
+    srt_url: str | None = Field(None, description="The same captions as SubRip.")
+    reason: str | None = Field(
+        None, description="Why there are no captions (an audio script without a transcript)."
+    )
+
+
 class ErrorBody(BaseModel):
     kind: str
     description: str
@@ -179,6 +199,12 @@ class Talk(BaseModel):
     metadata: Metadata | None = None
     face: Face | None = None
     error: ErrorBody | None = None
+    subtitles: Subtitles | None = Field(
+        None, description="Ours: set at `done` when `script.subtitles` was true."
+    )
+    poster_url: str | None = Field(
+        None, description="Ours: a JPEG frame of the result (eyes open, mouth closed), set at `done`."
+    )
 
 
 class TalkList(BaseModel):

@@ -64,7 +64,8 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     logo = load_logo(config.get("logo"), ctx.policy)
     folder = ctx.results.folder(talk.id)
     video_path = folder / f"{secrets.token_urlsafe(24)}.{config.get('result_format', DEFAULT_RESULT_FORMAT)}"
-    result = ctx.renderer.render(image, speech, config, driver, video_path, logo)
+    burned = talk_cues(doc["script"], speech) if config.get("subtitles_burn") else None
+    result = ctx.renderer.render(image, speech, config, driver, video_path, logo, cues=burned)
     elapsed = time.monotonic() - started  # claim to finished file: what processing_fps measures
     audio_path = folder / f"{secrets.token_urlsafe(24)}.wav"
     write_wav(speech, audio_path)
@@ -75,6 +76,7 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     return {
         "result_url": destination or result_url,
         "audio_url": audio_url,
+        **publish_extras(talk, speech, result, ctx),
         "duration": round(result.duration, 3),
         "metadata": {
             "driver_url": driver.url,
@@ -88,6 +90,52 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
         },
         "face": result.face,
     }
+
+
+def publish_extras(talk: TalkRecord, speech: Any, result: Any, ctx: WorkContext) -> dict[str, Any]:
+    """Our extensions of the talk: `poster_url` always, `subtitles` when `script.subtitles` asked for them."""
+    from talkmill_engine.render.poster import encode_jpeg
+
+    folder, fields = ctx.results.folder(talk.id), {}
+    if result.poster is not None:
+        poster_path = folder / f"{secrets.token_urlsafe(24)}.jpg"
+        poster_path.write_bytes(encode_jpeg(result.poster))
+        fields["poster_url"] = ctx.results.publish(talk.id, [poster_path])[0]
+    if talk.doc["script"].get("subtitles"):
+        fields["subtitles"] = publish_subtitles(talk, speech, ctx)
+    return fields
+
+
+def publish_subtitles(talk: TalkRecord, speech: Any, ctx: WorkContext) -> dict[str, Any]:
+    """`{vtt_url, srt_url}`; `{reason}` instead when there is nothing to time captions by (not an error)."""
+    from talkmill_engine.captions import to_srt, to_vtt
+
+    cues = talk_cues(talk.doc["script"], speech)
+    if not cues:
+        return {"reason": no_captions_reason(talk.doc["script"])}
+    folder, name = ctx.results.folder(talk.id), secrets.token_urlsafe(24)
+    vtt, srt = folder / f"{name}.vtt", folder / f"{name}.srt"
+    vtt.write_text(to_vtt(cues), encoding="utf-8")
+    srt.write_text(to_srt(cues), encoding="utf-8")
+    vtt_url, srt_url = ctx.results.publish(talk.id, [vtt, srt])
+    return {"vtt_url": vtt_url, "srt_url": srt_url}
+
+
+def talk_cues(script: dict[str, Any], speech: Any) -> list[Any]:
+    """The captions of a talk's speech: its text (or an audio script's transcript) timed by its phones."""
+    from talkmill_engine.captions import cues_from_speech
+    from talkmill_engine.speech.text import plain_text
+
+    text = script.get("input")
+    if not text:
+        return []
+    return cues_from_speech(speech, plain_text(text, bool(script.get("ssml"))))
+
+
+def no_captions_reason(script: dict[str, Any]) -> str:
+    if script["type"] == "audio" and not script.get("input"):
+        return "An audio script without a transcript (script.input) has no words to caption."
+    return "The words could not be timed: the transcript did not align with the audio."
 
 
 def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:

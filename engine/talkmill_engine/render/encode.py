@@ -1,11 +1,14 @@
 """Writing the video: H.264 + AAC in MP4 or MOV, or an animated GIF (no sound), through PyAV.
 
 The only module of the renderer that writes media files. libx264 and the AAC encoder ship in PyAV's
-wheel: no system ffmpeg.
+wheel: no system ffmpeg. Encoding runs on its own thread, fed by a short queue: colour conversion, x264
+and AAC release the GIL, so the next frame is warped while this one is encoded (bench/engine_speed.py).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,6 +19,8 @@ import numpy as np
 from talks_contract.formats import RESULT_FORMATS
 
 AAC_FRAME = 1024
+QUEUED_FRAMES = 4  # enough to ride out x264's uneven frame times; each 512² frame is 0.8 MB
+_DONE = None  # the queue's end marker
 
 
 class VideoWriter:
@@ -32,7 +37,11 @@ class VideoWriter:
         self._samples = np.clip(audio, -1, 1).astype(np.float32)
         self._sample_rate = sample_rate
         self._audio_written = 0
-        self.frames = 0
+        self.frames = 0  # encoded so far
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(QUEUED_FRAMES)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode_all, name="video-encoder", daemon=True)
+        self._thread.start()
 
     def _add_video(self, size: tuple[int, int], fps: int):
         if self.fmt == "gif":
@@ -53,6 +62,24 @@ class VideoWriter:
         return stream
 
     def write(self, frame: np.ndarray) -> None:
+        """Queues `frame` (the writer owns it from now on: do not change it); waits while the queue is full."""
+        self._raise_failure()
+        self._queue.put(frame)
+
+    def _encode_all(self) -> None:
+        try:
+            while (frame := self._queue.get()) is not _DONE:
+                self._encode(frame)
+        except BaseException as e:  # reported to the rendering thread at its next write or close
+            self._failure = e
+            while self._queue.get() is not _DONE:  # keep taking frames so that the renderer never blocks
+                pass
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError("the video encoder failed") from self._failure
+
+    def _encode(self, frame: np.ndarray) -> None:
         if self.fmt == "gif":
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         else:  # OpenCV's SIMD conversion is several times faster than swscale's
@@ -63,7 +90,13 @@ class VideoWriter:
         # Audio goes in alongside, so the muxer interleaves as it goes instead of buffering the video.
         self._write_audio(until=int(self.frames / self.fps * self._sample_rate))
 
+    def _finish_queue(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+
     def close(self) -> None:
+        self._finish_queue()
+        self._raise_failure()
         self._container.mux(self._video.encode(None))
         self._write_audio(until=len(self._samples))
         if self._audio is not None:
@@ -91,4 +124,5 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
+            self._finish_queue()
             self._container.close()

@@ -33,6 +33,7 @@ class RenderResult:
     num_faces: int
     mouth_open: bool  # whether the portrait's mouth was open
     face: dict[str, Any]  # the talk's `face` object (detection, top_left, size, ...)
+    poster: np.ndarray | None = None  # RGB: a frame with open eyes and a closed mouth, logo on, captions off
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -50,11 +51,12 @@ class Renderer:
         driver: Driver,
         out_path: Path,
         logo: np.ndarray | None = None,
+        cues: list[Any] | None = None,
     ) -> RenderResult:
         """Render `speech` spoken by the largest face in `image` (RGB uint8) to `out_path`.
 
-        `config` is the talk's config with defaults filled (TALKS_API.md). `logo` is an RGBA image.
-        Raises FaceError when no face is found.
+        `config` is the talk's config with defaults filled (TALKS_API.md). `logo` is an RGBA image. `cues`
+        (talkmill_engine.captions.Cue) are burned in when given. Raises FaceError when no face is found.
         """
         clock = Stopwatch()
         fit, frame, rig = self.prepare(image, config)
@@ -63,6 +65,8 @@ class Renderer:
         tracks = build_tracks(speech, n_frames, config, driver)
         animator = FaceAnimator(frame.work, rig)
         overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
+        burner = _burner(cues, frame.out_size)
+        poster_at, poster = _poster_index(tracks), None
         fmt = _result_format(config)
         with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
             for i in range(n_frames):
@@ -70,6 +74,10 @@ class Renderer:
                 out = frame.compose(face)
                 if overlay is not None:
                     overlay.apply(out)
+                if i == poster_at:
+                    poster = out.copy()
+                if burner is not None:
+                    burner.apply(out, i / FPS)
                 writer.write(out)
         clock.lap("animate_encode")
         return RenderResult(
@@ -81,6 +89,7 @@ class Renderer:
             num_faces=fit.num_faces,
             mouth_open=rig.mouth_open,
             face=_face_object(fit),
+            poster=poster,
             stage_seconds=clock.laps,
         )
 
@@ -104,6 +113,20 @@ def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: 
     tracks |= expression_tracks(n_frames, FPS, config, driver, energy)
     tracks["blink"] = blink_track(n_frames, FPS, np.random.default_rng(driver.seed + n_frames))
     return tracks
+
+
+def _poster_index(tracks: dict[str, np.ndarray]) -> int:
+    from talkmill_engine.render.poster import poster_frame_index
+
+    return poster_frame_index(tracks)
+
+
+def _burner(cues: list[Any] | None, size: tuple[int, int]) -> Any:
+    if not cues:
+        return None
+    from talkmill_engine.render.caption_burn import CaptionBurner
+
+    return CaptionBurner(cues, size)
 
 
 def _result_format(config: dict[str, Any]) -> str:

@@ -3,10 +3,11 @@
 Pure numpy. Each frame gets `jaw` (0 closed .. 1 wide), `width` (-1 rounded .. 1 spread), `press`
 (1 = lips together for p, b, m) and `tongue` (how far the tip rises: 0.7 to behind the upper teeth for l,
 1 forward between the teeth for th).
-Shapes are keyed at phoneme centres, the mouth leading the sound, interpolated and lightly smoothed. How
-far the jaw opens is the shape's opening times the loudness of the moment: a reduced, quiet vowel barely
-parts the lips and a stressed one opens fully, as speakers do (and the output's lip opening follows the
-sound: bench/lipsync.py).
+Shapes are keyed at phoneme centres, the mouth leading the sound, interpolated and lightly smoothed; the
+lips close for p, b, m and part again within CLOSURE_SECONDS of the sound's edges. How far the jaw opens
+is the shape's opening, plus a share any loud sound gets (EFFORT_OPENING), times the loudness of the
+moment: a reduced, quiet vowel barely parts the lips and a stressed one opens fully, as speakers do (and
+the output's lip opening follows the sound: bench/lipsync.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from talkmill_engine.speech.timing import Phone, Speech
 # Frame i is sampled at i/fps + LEAD: 25 ms after the frame's centre (the loudness of frame i is centred
 # there), so the mouth leads the sound by ~25 ms, as lips lead the voice in speech.
 LEAD_SECONDS = 0.045
-QUIET_OPENING = 0.15  # of a shape's opening left at silence-level loudness: the mouth still shapes
+QUIET_OPENING = 0.05  # of a shape's opening left at silence-level loudness (0.15 held lips apart in silence)
+# Speakers open the jaw wider the louder they speak, whatever the sound: this share of the full opening
+# comes with loudness alone (the shape sets the rest). Without it a voice whose loudness stays up through
+# close vowels, l, n and r (Kokoro's af_heart: its energy is in its fundamental) moved the mouth against
+# the sound: r 0.67 on the tracks, where joe's loudness falls on those sounds (0.81).
+EFFORT_OPENING = 0.3
+# The lips close for p, b, m and part again this fast; the neighbours keep their own shape up to it (from
+# centre to centre the closure took half of each neighbour's time: shut lips over loud vowels).
+CLOSURE_SECONDS = 0.02
 TRACKS = ("jaw", "width", "press", "tongue")
 
 
@@ -69,9 +78,17 @@ def shape_of(symbol: str) -> Shape:
     return _NEUTRAL
 
 
+def spoken_shape(symbol: str) -> Shape:
+    """The shape a phoneme is keyed with: its opening plus the effort share (closures, pauses stay shut)."""
+    shape = shape_of(symbol)
+    if shape.jaw <= 0:
+        return shape
+    return shape._replace(jaw=EFFORT_OPENING + (1 - EFFORT_OPENING) * shape.jaw)
+
+
 def pose_of(symbol: str, energy: float = 1.0) -> dict[str, float]:
     """The mouth pose of one phoneme spoken at `energy` (0..1 loudness), as tracks_from_phones makes it."""
-    shape = shape_of(symbol)
+    shape = spoken_shape(symbol)
     return dict(zip(TRACKS, shape._replace(jaw=shape.jaw * opening_scale(energy))))
 
 
@@ -103,25 +120,51 @@ def tracks_from_phones(speech: Speech, fps: int, energy: np.ndarray) -> dict[str
     keys_t, keys = _keyframes(speech.phones)
     tracks = {name: np.interp(times, keys_t, keys[:, i]) for i, name in enumerate(TRACKS)}
     tracks["jaw"] = tracks["jaw"] * opening_scale(energy)
-    return {name: _smooth(values) for name, values in tracks.items()}
+    tracks = {name: _smooth(values) for name, values in tracks.items()}
+    tracks["press"][_closure_frames(speech.phones, fps, len(energy))] = 1.0
+    return tracks
+
+
+def _closure_frames(phones: list[Phone], fps: int, n_frames: int) -> np.ndarray:
+    """The frame nearest each p, b, m: the lips meet there, however short the sound (smoothing alone left
+    a 40-ms m three quarters shut)."""
+    centres = [(p.start + p.end) / 2 for p in phones if shape_of(p.symbol).press >= 1.0]
+    frames = np.round((np.asarray(centres) - LEAD_SECONDS) * fps).astype(int)
+    return frames[(frames >= 0) & (frames < n_frames)]
 
 
 def _keyframes(phones: list[Phone]) -> tuple[np.ndarray, np.ndarray]:
-    """One key per phoneme at its centre; closures (p, b, m) also hold shut at both edges."""
+    """One key per phoneme at its centre; closures (p, b, m) hold shut at both edges, and their neighbours
+    keep their own shape until CLOSURE_SECONDS from them."""
     times, shapes = [0.0], [REST]
-    for phone in phones:
-        shape = shape_of(phone.symbol)
-        if shape.press >= 1.0 and phone.end - phone.start > 0.04:
-            times += [phone.start + 0.01, phone.end - 0.01]
-            shapes += [shape, shape]
+    spoken = [spoken_shape(phone.symbol) for phone in phones]
+    closes = [shape.press >= 1.0 for shape in spoken] + [False]  # closes[-1]: none before the first phone
+    for i, (phone, shape) in enumerate(zip(phones, spoken)):
+        if closes[i] and phone.end - phone.start > 0.04:
+            keys = [phone.start + 0.01, phone.end - 0.01]
+        elif closes[i]:
+            keys = [(phone.start + phone.end) / 2]
         else:
-            times.append((phone.start + phone.end) / 2)
-            shapes.append(shape)
+            keys = _keys_beside_closures(phone, closes[i - 1], closes[i + 1])
+        times += keys
+        shapes += [shape] * len(keys)
     end = phones[-1].end if phones else 0.0
     times.append(end + 0.2)
     shapes.append(REST)
     order = np.argsort(times, kind="stable")
     return np.asarray(times)[order], np.asarray(shapes, dtype=np.float64)[order]
+
+
+def _keys_beside_closures(phone: Phone, after_closure: bool, before_closure: bool) -> list[float]:
+    """The centre, and the times next to a closure up to which the phone keeps its own shape."""
+    keys = [(phone.start + phone.end) / 2]
+    if phone.end - phone.start <= 2 * CLOSURE_SECONDS:
+        return keys
+    if after_closure:
+        keys.insert(0, phone.start + CLOSURE_SECONDS)
+    if before_closure:
+        keys.append(phone.end - CLOSURE_SECONDS)
+    return keys
 
 
 def tracks_from_audio(speech: Speech, fps: int, energy: np.ndarray) -> dict[str, np.ndarray]:

@@ -110,7 +110,7 @@ def session() -> Any:
             # a 510 MB peak and 320 MB between sentences (and while the talk renders). Without a shrink
             # the arena keeps 540 MB; without the arena glibc kept 2.4 GB of heap (0.95 CPU-s), or with
             # large buffers handed back (onnx_session), page faults cost 1.6 CPU-s.
-            _session = cpu_session(kokoro_files.read_model(), THREADS, arena=True)
+            _session = cpu_session(str(kokoro_files.checked_model_path()), THREADS, arena=True)
             _run_options = onnxruntime.RunOptions()
             _run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         return _session

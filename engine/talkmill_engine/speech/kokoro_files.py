@@ -98,9 +98,18 @@ def check(directory: Path | None = None) -> None:
         raise KokoroFilesError(f"{found[0]}{more}: {FIX}", found)
 
 
-def read_model(directory: Path | None = None) -> bytes:
-    """The timed model's bytes, checked: KokoroFilesError if missing or altered."""
-    return _read_checked("model", model_path(directory), MANIFEST["model"]["sha256"])
+def checked_model_path(directory: Path | None = None) -> Path:
+    """The timed model's path, its file checked: KokoroFilesError if missing or altered. onnxruntime loads
+    it by path: handed the bytes, it kept ~280 MB more for the session's life (a worker's peak 645 MB)."""
+    path = model_path(directory)
+    expected = MANIFEST["model"]["sha256"]
+    try:
+        found = _file_sha256(path)
+    except OSError as e:
+        raise KokoroFilesError(f"Kokoro model {path} cannot be read ({e.strerror}): {FIX}") from e
+    if found != expected:
+        raise KokoroFilesError(f"{_mismatch('model', path, expected, found)}: {FIX}")
+    return path
 
 
 def read_voice(name: str, directory: Path | None = None) -> bytes:

@@ -1,0 +1,85 @@
+"""Dry-run growth: a 10-row and a 10,000-row CSV planned by content_to_video (dry_run=True), in one process
+after Prefect's start-up, so the difference is what the rows cost. Prints wall and CPU seconds of each,
+the cost per extra row, and peak RSS. Target (issue 10): 9,990 more rows add at most 5 s (0.5 ms a row),
+under 500 MB.
+
+    .venv/bin/python -m bench.dry_run [--rows 10000] [--small 10] [--profile FILE]
+
+--profile writes a cProfile of the big run (read it with `python -m pstats FILE`, or snakeviz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
+
+from bench.common import peak_rss_mb  # noqa: E402
+
+
+def write_rows(folder: Path, count: int) -> Path:
+    path = folder / f"rows-{count}.csv"
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "text"])
+        for i in range(count):
+            writer.writerow([f"{i:05d}", f"Row number {i} of the dry-run benchmark: one short line to plan."])
+    return path
+
+
+def dry_run(content: Path, out: Path, profile: Path | None = None) -> tuple[float, float, dict]:
+    """(wall s, CPU s, the summary's counts) of one dry run."""
+    from flows.content_to_video import content_to_video
+
+    profiler = cProfile.Profile() if profile else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    summary = asyncio.run(content_to_video([str(content)], output=str(out), dry_run=True))
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    return time.perf_counter() - wall, time.process_time() - cpu, summary.counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--profile", type=Path)
+    args = parser.parse_args()
+    from prefect import flow
+
+    @flow
+    def warm_up() -> None:
+        """Starts Prefect's temporary API server (once per process)."""
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        began = time.perf_counter()
+        warm_up()
+        startup = time.perf_counter() - began
+        small, big = write_rows(folder, args.small), write_rows(folder, args.rows)
+        dry_run(small, folder / "warm")  # imports and first-run caches, apart
+        small_wall, small_cpu, small_counts = dry_run(small, folder / "small")
+        big_wall, big_cpu, big_counts = dry_run(big, folder / "big", args.profile)
+    extra = args.rows - args.small
+    print(f"prefect start-up (apart):  {startup:.2f} s")
+    print(f"{args.small:>6} rows:  {small_wall:6.2f} s wall  {small_cpu:6.2f} s CPU   {small_counts}")
+    print(f"{args.rows:>6} rows:  {big_wall:6.2f} s wall  {big_cpu:6.2f} s CPU   {big_counts}")
+    print(f"{extra} more rows add {big_wall - small_wall:.2f} s wall ({(big_wall - small_wall) / extra * 1000:.2f} ms "
+          f"a row; target <= 5 s, 0.5 ms), {(big_cpu - small_cpu) / extra * 1000:.2f} ms CPU a row")
+    print(f"peak RSS:  {peak_rss_mb():.0f} MB (target < 500)")
+
+
+if __name__ == "__main__":
+    main()
