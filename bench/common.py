@@ -47,6 +47,19 @@ def render(portrait: str, speech: Speech, out: Path, renderer: Renderer | None =
     return renderer.render(load_image(data), speech, DEFAULT_CONFIG, choose_driver(None, data), out)
 
 
+def start_prefect_api() -> float:
+    """Starts Prefect's temporary API server (once per process, when PREFECT_API_URL is unset); seconds."""
+    from prefect import flow
+
+    @flow
+    def warm_up() -> None:
+        pass
+
+    began = time.perf_counter()
+    warm_up()
+    return time.perf_counter() - began
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

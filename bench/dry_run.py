@@ -23,7 +23,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
 
-from bench.common import peak_rss_mb  # noqa: E402
+from bench.common import peak_rss_mb, start_prefect_api  # noqa: E402
 
 
 def write_rows(folder: Path, count: int) -> Path:
@@ -57,17 +57,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args()
-    from prefect import flow
-
-    @flow
-    def warm_up() -> None:
-        """Starts Prefect's temporary API server (once per process)."""
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        began = time.perf_counter()
-        warm_up()
-        startup = time.perf_counter() - began
+        startup = start_prefect_api()
         small, big = write_rows(folder, args.small), write_rows(folder, args.rows)
         dry_run(small, folder / "warm")  # imports and first-run caches, apart
         small_wall, small_cpu, small_counts = dry_run(small, folder / "small")

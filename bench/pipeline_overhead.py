@@ -31,7 +31,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import httpx  # noqa: E402
 
-from bench.common import peak_rss_mb  # noqa: E402
+from bench.common import peak_rss_mb, start_prefect_api  # noqa: E402
 from bench.fake_talks import serve  # noqa: E402
 
 POLL = 0.05  # seconds, both sides
@@ -106,19 +106,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     url, server = serve(args.latency)
-    from prefect import flow
-
     from flows.content_to_video import content_to_video
-
-    @flow
-    def warm_up() -> None:
-        """Starts Prefect's temporary API server (once per process)."""
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        began = time.perf_counter()
-        warm_up()
-        startup = time.perf_counter() - began
+        startup = start_prefect_api()
         (folder / "plain").mkdir()
         began, cpu = time.perf_counter(), tree_cpu_seconds(server.pid)
         asyncio.run(plain_loop(url, args.scripts, args.concurrency, folder / "plain"))

@@ -158,7 +158,9 @@ def test_unreadable_inputs_raise_content_errors_naming_the_source() -> None:
         ingest_bytes(b"```\nonly code\n```\n", "empty.md")
     with pytest.raises(ContentError, match=r"latin\.txt: not UTF-8"):
         ingest_bytes("Café crème".encode("latin-1"), "latin.txt")
-    with pytest.raises(UnsupportedSourceError, match="pdf"):
+    with pytest.raises(UnsupportedSourceError, match="epub"):
+        ingest_bytes(b"hello", "a.bin", kind="epub")
+    with pytest.raises(ContentError, match=r"a\.bin: not a readable PDF"):
         ingest_bytes(b"hello", "a.bin", kind="pdf")
 
 
