@@ -46,7 +46,9 @@ def main() -> None:
                   f"{statistics.median(fps):.1f} (min {min(fps):.1f}, max {max(fps):.1f})", flush=True)
 
 
-def run_batch(workers: int, talks: int, seconds: float, voice: str, portrait_url: str) -> tuple[float, list[float]]:
+def run_batch(
+    workers: int, talks: int, seconds: float, voice: str, portrait_url: str
+) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory() as tmp, _engine(Path(tmp), workers) as url:
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
         body = {"source_url": portrait_url, "config": {"stitch": False},
@@ -79,7 +81,8 @@ class _engine:  # noqa: N801 (used as a context manager, like a function)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        env = {**os.environ, "TALKMILL_ENGINE_KEYS": KEY, "TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS": "127.0.0.0/8"}
+        env = {**os.environ, "TALKMILL_ENGINE_KEYS": KEY,
+               "TALKMILL_ENGINE_ALLOWED_INPUT_NETWORKS": "127.0.0.0/8"}  # the portrait is served here
         command = [sys.executable, "-m", "talkmill_engine", "serve", "--port", str(port), "--data-dir",
                    str(self.data_dir / "engine"), "--workers", str(self.workers), "--log-level", "warning"]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, start_new_session=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import resource
 import time
 from pathlib import Path
@@ -45,6 +46,16 @@ def render(portrait: str, speech: Speech, out: Path, renderer: Renderer | None =
     data = PORTRAITS[portrait].read_bytes()
     renderer = renderer or Renderer()
     return renderer.render(load_image(data), speech, DEFAULT_CONFIG, choose_driver(None, data), out)
+
+
+def write_rows_csv(path: Path, count: int, text: str) -> Path:
+    """A CSV of `count` rows (id, text), `text` formatted with the row's number `i`."""
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "text"])
+        for i in range(count):
+            writer.writerow([f"{i:05d}", text.format(i=i)])
+    return path
 
 
 def start_prefect_api() -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import csv
 import os
 import tempfile
 import time
@@ -23,17 +22,12 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
 
-from bench.common import peak_rss_mb, start_prefect_api  # noqa: E402
+from bench.common import peak_rss_mb, start_prefect_api, write_rows_csv  # noqa: E402
 
 
 def write_rows(folder: Path, count: int) -> Path:
-    path = folder / f"rows-{count}.csv"
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["id", "text"])
-        for i in range(count):
-            writer.writerow([f"{i:05d}", f"Row number {i} of the dry-run benchmark: one short line to plan."])
-    return path
+    text = "Row number {i} of the dry-run benchmark: one short line to plan."
+    return write_rows_csv(folder / f"rows-{count}.csv", count, text)
 
 
 def dry_run(content: Path, out: Path, profile: Path | None = None) -> tuple[float, float, dict]:

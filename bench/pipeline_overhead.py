@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import tempfile
 import time
@@ -31,7 +30,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import httpx  # noqa: E402
 
-from bench.common import peak_rss_mb, start_prefect_api  # noqa: E402
+from bench.common import peak_rss_mb, start_prefect_api, write_rows_csv  # noqa: E402
 from bench.fake_talks import serve  # noqa: E402
 
 POLL = 0.05  # seconds, both sides
@@ -39,13 +38,8 @@ PRESENTER = "https://presenters.example/portrait.jpg"  # a URL: passed through, 
 
 
 def write_content(folder: Path, count: int) -> Path:
-    path = folder / "rows.csv"
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["id", "text"])
-        for i in range(count):
-            writer.writerow([f"{i:04d}", f"Script number {i}: a short line for the overhead benchmark."])
-    return path
+    text = "Script number {i}: a short line for the overhead benchmark."
+    return write_rows_csv(folder / "rows.csv", count, text)
 
 
 def write_config(folder: Path, url: str, concurrency: int) -> Path:

@@ -29,6 +29,11 @@ class S3Server:
     access_key: str
     secret_key: str
 
+    def credentials_env(self) -> dict[str, str]:
+        """The environment a process (an engine, a worker) reads its S3 credentials from."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
     def client(self):  # noqa: ANN201  (boto3 client types are generated)
         import boto3
         from botocore.config import Config

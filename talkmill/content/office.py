@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
+from typing import IO, Any
 
 from talkmill.errors import ContentError
 
@@ -41,6 +43,16 @@ def check_package(data: bytes, uri: str, what: str) -> None:
     if unpacked > MAX_UNPACKED_BYTES:
         raise ContentError(f"{uri}: this {what} package unpacks to {unpacked / 2**20:.1f} MB; "
                            f"at most {MAX_UNPACKED_BYTES / 2**20:.1f} MB are read")
+
+
+def open_package(data: bytes, uri: str, what: str, opener: Callable[[IO[bytes]], Any]) -> Any:
+    """`opener` (python-pptx's Presentation, python-docx's Document) on `data`, checked first; the
+    libraries raise many kinds (KeyError, lxml, ValueError) on a damaged package: one ContentError."""
+    check_package(data, uri, what)
+    try:
+        return opener(io.BytesIO(data))
+    except Exception as error:
+        raise unreadable(uri, what, error) from error
 
 
 def unreadable(uri: str, what: str, error: Exception) -> ContentError:

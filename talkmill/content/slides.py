@@ -9,11 +9,10 @@ metadata["slide"].
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
-from talkmill.content.office import check_package, sniff_package, unreadable
+from talkmill.content.office import open_package, sniff_package, unreadable
 from talkmill.content.text import as_sentence, tidy
 from talkmill.models import Section
 
@@ -39,11 +38,7 @@ def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
 def open_deck(data: bytes, uri: str) -> Any:
     from pptx import Presentation  # imported here: only decks need it
 
-    check_package(data, uri, WHAT)
-    try:
-        return Presentation(io.BytesIO(data))
-    except Exception as error:  # python-pptx raises many kinds (KeyError, lxml, ValueError) on a damaged deck
-        raise unreadable(uri, WHAT, error) from error
+    return open_package(data, uri, WHAT, Presentation)
 
 
 def slide_section(slide: Any, number: int) -> Section | None:

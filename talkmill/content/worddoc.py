@@ -7,10 +7,9 @@ captions, headers, footers, footnotes and comments are not read aloud.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from talkmill.content.office import check_package, sniff_package, unreadable
+from talkmill.content.office import open_package, sniff_package, unreadable
 from talkmill.content.text import Blocks, as_sentence, sections_from_blocks, tidy
 from talkmill.models import Section
 
@@ -39,11 +38,7 @@ def parse(data: bytes, uri: str) -> tuple[str | None, list[Section]]:
 def open_document(data: bytes, uri: str) -> Any:
     import docx  # imported here: only Word files need it
 
-    check_package(data, uri, WHAT)
-    try:
-        return docx.Document(io.BytesIO(data))
-    except Exception as error:  # python-docx raises many kinds (KeyError, lxml, ValueError) on a damaged file
-        raise unreadable(uri, WHAT, error) from error
+    return open_package(data, uri, WHAT, docx.Document)
 
 
 def document_blocks(document: Any) -> tuple[str | None, Blocks]:

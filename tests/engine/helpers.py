@@ -71,10 +71,12 @@ class Engine:
 
 
 def start_engine(
-    data_dir: Path, workers: int = 2, allow_private: bool = True, port: int | None = None, **env: str
+    data_dir: Path, workers: int = 2, allow_private: bool = True, port: int | None = None,
+    environ: dict[str, str] | None = None, **env: str,
 ) -> Engine:
     """Starts `talkmill-engine serve` and waits until /health answers (and the workers are up).
-    `allow_private`: inputs and webhooks may reach loopback (the explicit allowlist), else public only."""
+    `allow_private`: inputs and webhooks may reach loopback (the explicit allowlist), else public only.
+    `environ`: more variables as they are; `env`: engine settings (TALKMILL_ENGINE_<NAME>)."""
     port = port or free_port()
     allowed = LOOPBACK if allow_private else ""
     environment = {
@@ -84,6 +86,7 @@ def start_engine(
         "TALKMILL_ENGINE_ALLOWED_WEBHOOK_NETWORKS": allowed,
         "TALKMILL_ENGINE_WEBHOOK_SECRET": env.pop("webhook_secret", "whsec-test"),
         **{f"TALKMILL_ENGINE_{name.upper()}": str(value) for name, value in env.items()},
+        **(environ or {}),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir.parent / f"{data_dir.name}.log", "ab")  # noqa: SIM115 (kept open by the child)
@@ -95,6 +98,13 @@ def start_engine(
     wait_healthy(engine, workers)
     engine.started_in = time.monotonic() - began
     return engine
+
+
+def start_s3_engine(data_dir: Path, s3: Any, results_s3_url: str) -> Engine:
+    """One worker (the machine is shared) keeping results in `s3` (a tests.s3server.S3Server), served at
+    presigned URLs, as a deployed engine keeps them."""
+    return start_engine(data_dir, workers=1, environ=s3.credentials_env(), results_s3_url=results_s3_url,
+                        s3_endpoint_url=s3.endpoint_url)
 
 
 def wait_healthy(engine: Engine, workers: int, timeout: float = 60) -> dict:

@@ -20,7 +20,7 @@ from talkmill_engine.speech.catalogue import voice_by_id
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.timing import Speech
 
-from tests.engine.helpers import Engine, StaticServer, start_engine, wait_for
+from tests.engine.helpers import Engine, StaticServer, start_s3_engine, wait_for
 from tests.s3server import S3Server
 
 TEXT = (
@@ -192,26 +192,10 @@ BUCKET, PREFIX = "inbox", "engine-results"  # the bucket the other engine tests 
 
 
 @pytest.fixture(scope="module")
-def s3_engine(
-    tmp_path_factory: pytest.TempPathFactory, seaweedfs: S3Server, monkeypatch_module: pytest.MonkeyPatch
-) -> Iterator[Engine]:
-    """One worker (the machine is shared), results in S3: served at presigned URLs."""
-    for name, value in (("AWS_ACCESS_KEY_ID", seaweedfs.access_key),
-                        ("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
-        monkeypatch_module.setenv(name, value)
-    started = start_engine(
-        tmp_path_factory.mktemp("captions") / "data", workers=1,
-        results_s3_url=f"s3://{BUCKET}/{PREFIX}", s3_endpoint_url=seaweedfs.endpoint_url,
-    )  # fmt: skip
+def s3_engine(tmp_path_factory: pytest.TempPathFactory, seaweedfs: S3Server) -> Iterator[Engine]:
+    started = start_s3_engine(tmp_path_factory.mktemp("captions") / "data", seaweedfs, f"s3://{BUCKET}/{PREFIX}")
     yield started
     started.kill()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 def say(static_server: StaticServer, subtitles: bool = False, **config: object) -> dict:

@@ -24,7 +24,7 @@ from talkmill.config import TalkConfig
 from tasks.layout import beside_keys, sidecar_key
 from tasks.manifest import ManifestRow, planned_row, to_csv, to_gallery, to_jsonl, write_manifest
 from tasks.publish import copy_repeats, publish_video
-from tests.engine.helpers import Engine, StaticServer, serve_directory, start_engine, wait_for
+from tests.engine.helpers import Engine, StaticServer, serve_directory, start_s3_engine, wait_for
 from tests.pipeline.test_talks_client import SOURCE_URL, script_for
 from tests.s3server import S3Server
 
@@ -192,18 +192,10 @@ def _voice(voice_id: str):  # noqa: ANN202
 
 @pytest.fixture(scope="module")
 def s3_engine(tmp_path_factory: pytest.TempPathFactory, seaweedfs: S3Server) -> Iterator[Engine]:
-    """Results in S3 (presigned URLs), as a deployed engine keeps them; one worker on the shared machine."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("AWS_ACCESS_KEY_ID", seaweedfs.access_key),
-                            ("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key),
-                            ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
-            patch.setenv(name, value)
-        started = start_engine(
-            tmp_path_factory.mktemp("pipeline-captions") / "data", workers=1,
-            results_s3_url="s3://inbox/engine-results", s3_endpoint_url=seaweedfs.endpoint_url,
-        )  # fmt: skip
-        yield started
-        started.kill()
+    started = start_s3_engine(tmp_path_factory.mktemp("pipeline-captions") / "data", seaweedfs,
+                              "s3://inbox/engine-results")
+    yield started
+    started.kill()
 
 
 def test_our_engines_captions_and_poster_are_stored_beside_the_video(

@@ -15,6 +15,7 @@ from talkmill_engine.render.encode import VideoWriter
 from talkmill_engine.render.face import FaceFinder, FaceFit
 from talkmill_engine.render.glasses import wears_glasses
 from talkmill_engine.render.motion import blink_track, expression_tracks, head_tracks
+from talkmill_engine.render.poster import poster_frame_index
 from talkmill_engine.render.rig import Rig
 from talkmill_engine.render.visemes import frame_count, loudness, tracks_from_audio, tracks_from_phones
 from talkmill_engine.speech.timing import Speech
@@ -66,7 +67,7 @@ class Renderer:
         animator = FaceAnimator(frame.work, rig)
         overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
         burner = _burner(cues, frame.out_size)
-        poster_at, poster = _poster_index(tracks), None
+        poster_at, poster = poster_frame_index(tracks), None
         fmt = _result_format(config)
         with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
             for i in range(n_frames):
@@ -113,12 +114,6 @@ def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: 
     tracks |= expression_tracks(n_frames, FPS, config, driver, energy)
     tracks["blink"] = blink_track(n_frames, FPS, np.random.default_rng(driver.seed + n_frames))
     return tracks
-
-
-def _poster_index(tracks: dict[str, np.ndarray]) -> int:
-    from talkmill_engine.render.poster import poster_frame_index
-
-    return poster_frame_index(tracks)
 
 
 def _burner(cues: list[Any] | None, size: tuple[int, int]) -> Any:

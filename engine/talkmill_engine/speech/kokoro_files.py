@@ -102,13 +102,11 @@ def checked_model_path(directory: Path | None = None) -> Path:
     """The timed model's path, its file checked: KokoroFilesError if missing or altered. onnxruntime loads
     it by path: handed the bytes, it kept ~280 MB more for the session's life (a worker's peak 645 MB)."""
     path = model_path(directory)
-    expected = MANIFEST["model"]["sha256"]
     try:
         found = _file_sha256(path)
     except OSError as e:
-        raise KokoroFilesError(f"Kokoro model {path} cannot be read ({e.strerror}): {FIX}") from e
-    if found != expected:
-        raise KokoroFilesError(f"{_mismatch('model', path, expected, found)}: {FIX}")
+        raise _unreadable("model", path, e) from e
+    _check_digest("model", path, MANIFEST["model"]["sha256"], found)
     return path
 
 
@@ -121,10 +119,18 @@ def _read_checked(what: str, path: Path, expected: str) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise KokoroFilesError(f"Kokoro {what} {path} cannot be read ({e.strerror}): {FIX}") from e
-    if (found := sha256_of(data)) != expected:
-        raise KokoroFilesError(f"{_mismatch(what, path, expected, found)}: {FIX}")
+        raise _unreadable(what, path, e) from e
+    _check_digest(what, path, expected, sha256_of(data))
     return data
+
+
+def _unreadable(what: str, path: Path, error: OSError) -> KokoroFilesError:
+    return KokoroFilesError(f"Kokoro {what} {path} cannot be read ({error.strerror}): {FIX}")
+
+
+def _check_digest(what: str, path: Path, expected: str, found: str) -> None:
+    if found != expected:
+        raise KokoroFilesError(f"{_mismatch(what, path, expected, found)}: {FIX}")
 
 
 # --- install -----------------------------------------------------------------------------------------------
