@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import time
 from pathlib import Path
@@ -56,6 +57,14 @@ def write_rows_csv(path: Path, count: int, text: str) -> Path:
         for i in range(count):
             writer.writerow([f"{i:05d}", text.format(i=i)])
     return path
+
+
+def quiet_prefect_env() -> None:
+    """Prefect's settings for a benchmark, before Prefect is imported: called by a benchmark's main(), never
+    at import: tests import the benchmarks' helpers, and later test subprocesses would inherit these."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
 
 
 def start_prefect_api() -> float:

@@ -13,16 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
-
-from bench.common import peak_rss_mb, start_prefect_api, write_rows_csv  # noqa: E402
+from bench.common import peak_rss_mb, quiet_prefect_env, start_prefect_api, write_rows_csv
 
 
 def write_rows(folder: Path, count: int) -> Path:
@@ -46,6 +41,7 @@ def dry_run(content: Path, out: Path, profile: Path | None = None) -> tuple[floa
 
 
 def main() -> None:
+    quiet_prefect_env()
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=10)

@@ -24,14 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
+import httpx
 
-import httpx  # noqa: E402
-
-from bench.common import peak_rss_mb, start_prefect_api, write_rows_csv  # noqa: E402
-from bench.fake_talks import serve  # noqa: E402
+from bench.common import peak_rss_mb, quiet_prefect_env, start_prefect_api, write_rows_csv
+from bench.fake_talks import serve
 
 POLL = 0.05  # seconds, both sides
 PRESENTER = "https://presenters.example/portrait.jpg"  # a URL: passed through, never fetched by the fake
@@ -94,6 +90,7 @@ def stats(url: str) -> dict:
 
 
 def main() -> None:
+    quiet_prefect_env()
     parser = argparse.ArgumentParser()
     parser.add_argument("--scripts", type=int, default=200)
     parser.add_argument("--latency", type=float, default=2.0)
