@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +63,33 @@ def astronaut_url(static_server: StaticServer) -> str:
 @pytest.fixture
 def fresh_data_dir(tmp_path: Path) -> Path:
     return tmp_path / "engine-data"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test leaves a process running: one still alive with this session's temporary folder in its
+    command line (a server a test started and did not stop) is killed, and fails the session."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or factory._basetemp is None:
+        return
+    left = leftover_processes(str(factory.getbasetemp()))
+    if left:
+        for pid, _ in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        listed = "\n  ".join(command for _, command in left)
+        session.config.get_terminal_writer().line(f"\nprocesses left running by tests (killed):\n  {listed}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def leftover_processes(marker: str) -> list[tuple[int, str]]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if marker in command:
+            found.append((int(proc.name), command))
+    return found

@@ -57,14 +57,18 @@ def test_a_worker_install_without_the_engine_runs_a_dry_run(wheel: Path, tmp_pat
     (work / "note.md").write_text("# A note\n\nThe wheel plans this paragraph without the checkout.\n")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "VIRTUAL_ENV"))}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    command = [venv / "bin" / "talkmill", "run", "note.md", "--dry-run", "--output", "out"]
-    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    manifest = next((work / "out" / "runs").glob("*/manifest.jsonl")).read_text()
-    assert '"status": "planned"' in manifest and "grace_hopper.jpg" in manifest
-    assert str(ROOT) not in manifest, "the default portrait must come from the installed package"
+    talkmill = venv / "bin" / "talkmill"
+    command = [talkmill, "run", "note.md", "--dry-run", "--output", "out"]
+    try:
+        run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        manifest = next((work / "out" / "runs").glob("*/manifest.jsonl")).read_text()
+        assert '"status": "planned"' in manifest and "grace_hopper.jpg" in manifest
+        assert str(ROOT) not in manifest, "the default portrait must come from the installed package"
 
-    real = subprocess.run(command[:3] + ["--output", "out"], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert real.returncode == 2 and "talkmill[engine]" in real.stderr, real.stderr[-3000:]
-    assert "Traceback" not in real.stderr
+        real = subprocess.run(command[:3] + ["--output", "out"], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert real.returncode == 2 and "talkmill[engine]" in real.stderr, real.stderr[-3000:]
+        assert "Traceback" not in real.stderr
+    finally:  # the run started a local Prefect server for the work folder: no test leaves one running
+        subprocess.run([talkmill, "server", "stop"], cwd=work, env=env, capture_output=True, timeout=60, check=False)

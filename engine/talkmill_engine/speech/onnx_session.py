@@ -17,6 +17,7 @@ def cpu_session(model: bytes | str, threads: int = 0, arena: bool = False) -> An
     return_large_buffers_to_os()
     options = onnxruntime.SessionOptions()
     options.enable_cpu_mem_arena = arena
+    options.enable_mem_pattern = arena  # a plan of buffers sized by earlier runs: only of use with the arena
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Idle threads sleep instead of spinning: workers share the cores with the renderer and each other.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from talkmill_engine.errors import ValidationError
 from talkmill_engine.speech.base import Voice
-from talkmill_engine.speech.registry import ENGINES, engine_of
+from talkmill_engine.speech.registry import engine_of
 from talkmill_engine.speech.timing import Speech
 from talks_contract.voices import Prosody
 
@@ -12,10 +12,10 @@ from talks_contract.voices import Prosody
 class Synthesizer:
     """One per worker; each engine loads its models once per process."""
 
-    def warm(self) -> None:
-        """Load every engine's models (the first synthesis in a process is slow)."""
-        for engine in ENGINES:
-            engine.warm()
+    def warm(self, voice: Voice) -> None:
+        """Load the models of `voice`'s engine (the first synthesis in a process is slow). Other engines load
+        on their first talk: a worker pays memory only for the engines its talks use."""
+        engine_of(voice).warm()
 
     def synthesize(self, text: str, voice: Voice, prosody: Prosody = Prosody()) -> Speech:
         """Speech of `text` (plain text) with `voice` at `prosody` (the request's voice_config, parsed)."""

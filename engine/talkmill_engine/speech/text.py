@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import re
 
-MAX_CHUNK_CHARS = 160  # piper memory grows ~1 MB per character of one run: longer sentences are cut
+MAX_CHUNK_CHARS = 160  # a model's memory grows with the length of one run: longer sentences are cut
 
 # Chinese and Japanese put no space after a full stop or comma: their marks end a piece by themselves.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
