@@ -3,7 +3,8 @@ its sidecar, captions and poster beside it; repeats of a script get a copy of it
 
 Captions (.vtt, .srt) are stored when the backend made them (our engine does when asked; D-ID's cloud
 never does: its videos get none). The poster is the backend's, or else a frame ~1 s into the video (a
-copy spooled to a temporary file as it streams), decoded with PyAV where it is installed (it comes with
+copy spooled to a temporary file as it streams, only when the backend offers no poster; read back from
+the store should the backend's poster fail to come), decoded with PyAV where it is installed (it comes with
 the engine extra); without PyAV, no poster.
 """
 
@@ -18,7 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -44,21 +45,24 @@ async def publish_video(
 ) -> None:
     """Copies the result into the store at once (provider URLs expire), then the sidecar, captions and
     poster beside it."""
-    spool = _Spool(Path(row.video_key).suffix)  # a poster of our own, should the backend's be missing
+    # a poster of our own needs the video's frames: spooled only when the backend made no poster
+    spool = None if "poster" in result.beside() else _Spool(Path(row.video_key).suffix)
     try:
+        chunks = talks.stream_result(result)
         # the store hashes as it writes
-        info = await store.aput_stream(row.video_key, spool.tee(talks.stream_result(result)))
+        info = await store.aput_stream(row.video_key, spool.tee(chunks) if spool else chunks)
         store.put_bytes(sidecar_key(row.video_key), sidecar_bytes(result, script), "application/json")
         stored = await publish_beside(result, row.video_key, talks, store, spool)
     finally:
-        spool.remove()
+        if spool:
+            spool.remove()
     beside = {BESIDE_FIELDS[name]: key for name, key in stored.items()}
     row.finish("done", video_uri=store.uri(row.video_key), size_bytes=info.size, sha256=info.sha256,
                actual_seconds=result.duration, **beside)
 
 
 async def publish_beside(
-    result: TalkResult, video_key: str, talks: TalksBackend, store: ObjectStore, spool: _Spool
+    result: TalkResult, video_key: str, talks: TalksBackend, store: ObjectStore, spool: _Spool | None
 ) -> dict[str, str]:
     """Stores the files the backend made beside the video, and a poster of our own if it made none (or
     its poster cannot be fetched); the keys stored, by name. Captions that cannot be fetched are left
@@ -72,7 +76,9 @@ async def publish_beside(
         except TalksError as e:
             log.warning("talk %s: its %s could not be fetched, left out: %s", result.id, name, e)
     if "poster" not in stored:
-        poster = await asyncio.to_thread(poster_from_video, spool.path)
+        # no spool: the backend promised a poster and failed to deliver it; the stored video is read back
+        video = spool.path if spool else io.BytesIO(store.get_bytes(video_key))
+        poster = await asyncio.to_thread(poster_from_video, video, video_key)
         if poster is not None:
             store.put_bytes(keys["poster"], poster, CONTENT_TYPES["poster"])
             stored["poster"] = keys["poster"]
@@ -97,16 +103,16 @@ class _Spool:
         self.path.unlink(missing_ok=True)
 
 
-def poster_from_video(path: Path, seconds: float = POSTER_SECONDS) -> bytes | None:
-    """A JPEG of the frame shown `seconds` in (the last one of a shorter video); None without PyAV or
-    for a file it cannot decode."""
+def poster_from_video(video: Path | BinaryIO, name: str, seconds: float = POSTER_SECONDS) -> bytes | None:
+    """A JPEG of the frame shown `seconds` into `video` (a file or its bytes; the last frame of a shorter
+    one); None without PyAV or for a video it cannot decode. `name` is the video's, for the log."""
     try:
         import av
     except ImportError:
-        log.info("PyAV is not installed (it comes with talkmill[engine]): no poster for %s", path.name)
+        log.info("PyAV is not installed (it comes with talkmill[engine]): no poster for %s", name)
         return None
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(video) if isinstance(video, Path) else video) as container:
             frame = None
             for frame in container.decode(video=0):
                 if frame.time is not None and frame.time >= seconds:
@@ -117,7 +123,7 @@ def poster_from_video(path: Path, seconds: float = POSTER_SECONDS) -> bytes | No
             frame.to_image().convert("RGB").save(buffer, "JPEG", quality=POSTER_QUALITY)
             return buffer.getvalue()
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:  # IndexError: no video stream
-        log.warning("no poster from %s: %s", path.name, e)
+        log.warning("no poster from %s: %s", name, e)
         return None
 
 

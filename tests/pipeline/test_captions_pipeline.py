@@ -23,6 +23,7 @@ from connectors.talks.did import DidTalks, TalkmillTalks, talk_result
 from talkmill.config import TalkConfig
 from tasks.layout import beside_keys, sidecar_key
 from tasks.manifest import ManifestRow, planned_row, to_csv, to_gallery, to_jsonl, write_manifest
+import tasks.publish as publish_module
 from tasks.publish import copy_repeats, publish_video
 from tests.engine.helpers import Engine, StaticServer, serve_directory, start_s3_engine, wait_for
 from tests.pipeline.test_talks_client import SOURCE_URL, script_for
@@ -94,6 +95,7 @@ def tiny_mp4(seconds: float = 2.0, fps: int = 25) -> bytes:
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticServer]:
     root = tmp_path_factory.mktemp("files")
     (root / "video.mp4").write_bytes(tiny_mp4())
+    Image.new("RGB", (64, 48), "teal").save(root / "poster.jpg", "JPEG")
     server = serve_directory(root)
     yield server
     server.server.shutdown()
@@ -133,6 +135,21 @@ def test_missing_files_beside_are_left_out_or_made(files: StaticServer, tmp_path
     assert row.status == "done" and store.exists(row.video_key)
     assert row.captions_vtt_key is None
     assert row.poster_key == "note/002-gone.jpg"  # the backend's poster is gone: one of our own instead
+    poster = Image.open(io.BytesIO(store.get_bytes(row.poster_key)))
+    assert poster.size == (64, 48) and float(np.asarray(poster.convert("L")).mean()) > 100  # a frame ~1 s in
+
+
+def test_a_backends_poster_is_stored_and_the_video_not_spooled(
+    files: StaticServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spools: list[object] = []
+    real = publish_module._Spool
+    monkeypatch.setattr(publish_module, "_Spool", lambda suffix: spools.append(suffix) or real(suffix))
+    store, row = LocalStore(tmp_path / "out"), row_for("scr_own", "note/003-own.mp4")
+    publish(TalkResult("tlk_o", "done", files.url("video.mp4"), 2.0, poster_url=files.url("poster.jpg")),
+            row, store, files.base)  # fmt: skip
+    assert row.poster_key == "note/003-own.jpg" and spools == []
+    assert store.get_bytes(row.poster_key) == (files.root / "poster.jpg").read_bytes()
 
 
 def test_repeats_get_copies_of_the_captions_and_poster(files: StaticServer, tmp_path: Path) -> None:
