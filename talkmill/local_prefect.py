@@ -159,11 +159,7 @@ def _listening_inodes(port: int) -> set[str]:
 
 
 def _command_line(pid: str) -> str:
-    try:
-        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "?"
-    text = " ".join(word.decode(errors="replace") for word in words if word)
+    text = processes.command_line(int(pid)) or "?"
     return text if len(text) <= 120 else text[:117] + "..."
 
 

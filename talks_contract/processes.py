@@ -37,6 +37,15 @@ def state(pid: int) -> str:
         return ""
 
 
+def command_line(pid: int) -> str | None:
+    """The process's command line, its words joined by spaces; None when gone or not ours to read."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return " ".join(word.decode(errors="replace") for word in words if word)
+
+
 def die_with_parent(signal_number: int) -> Callable[[], None]:
     """A Popen `preexec_fn`: the child gets `signal_number` when its parent dies (survives exec)."""
 

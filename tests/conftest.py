@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from talks_contract import processes
 from tests.engine.helpers import (
     PORTRAITS,
     Engine,
@@ -82,14 +83,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def leftover_processes(marker: str) -> list[tuple[int, str]]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if marker in command:
-            found.append((int(proc.name), command))
-    return found
+    pids = (int(proc.name) for proc in Path("/proc").iterdir() if proc.name.isdigit())
+    commands = ((pid, processes.command_line(pid)) for pid in pids if pid != os.getpid())
+    return [(pid, command) for pid, command in commands if command and marker in command]

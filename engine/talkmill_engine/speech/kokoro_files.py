@@ -15,9 +15,7 @@ once; the engine only reads and checks. A file that fails its check is refused, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from talkmill_engine.errors import EngineError
+from talkmill_engine.speech.model_files import file_sha256, sha256_of, write_atomically
 
 MANIFEST: dict[str, Any] = json.loads((Path(__file__).with_name("kokoro_manifest.json")).read_text("utf-8"))
 VOICE_NAMES: tuple[str, ...] = tuple(MANIFEST["voices"]["sha256"])
@@ -60,18 +59,6 @@ def voice_path(name: str, directory: Path | None = None) -> Path:
     return (directory or kokoro_dir()) / "voices" / f"{name}.bin"
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _mismatch(what: str, path: Path | str, expected: str, found: str) -> str:
     return f"Kokoro {what} {path}: sha256 {found}, expected {expected}"
 
@@ -85,7 +72,7 @@ def problems(directory: Path | None = None) -> list[str]:
     for what, path, expected in checks:
         if not path.is_file():
             found.append(f"Kokoro {what} {path} is missing")
-        elif (actual := _file_sha256(path)) != expected:
+        elif (actual := file_sha256(path)) != expected:
             found.append(_mismatch(what, path, expected, actual))
     return found
 
@@ -103,7 +90,7 @@ def checked_model_path(directory: Path | None = None) -> Path:
     it by path: handed the bytes, it kept ~280 MB more for the session's life (a worker's peak 645 MB)."""
     path = model_path(directory)
     try:
-        found = _file_sha256(path)
+        found = file_sha256(path)
     except OSError as e:
         raise _unreadable("model", path, e) from e
     _check_digest("model", path, MANIFEST["model"]["sha256"], found)
@@ -150,14 +137,14 @@ def install(
 
 
 def _needs(path: Path, sha256: str) -> bool:
-    return not path.is_file() or _file_sha256(path) != sha256
+    return not path.is_file() or file_sha256(path) != sha256
 
 
 def npm_pack(cache: Path) -> Path:
     """`npm pack kokoro-js@1.2.1` into `cache` (the tarball only: nothing of it is installed or run)."""
     spec = MANIFEST["voices"]
     tarball = cache / spec["tarball"]
-    if tarball.is_file() and _file_sha256(tarball) == spec["tarball_sha256"]:
+    if tarball.is_file() and file_sha256(tarball) == spec["tarball_sha256"]:
         return tarball
     cache.mkdir(parents=True, exist_ok=True)
     try:
@@ -170,7 +157,7 @@ def npm_pack(cache: Path) -> Path:
 
 def install_voices(directory: Path, tarball: Path) -> None:
     spec = MANIFEST["voices"]
-    if (found := _file_sha256(tarball)) != spec["tarball_sha256"]:
+    if (found := file_sha256(tarball)) != spec["tarball_sha256"]:
         raise KokoroFilesError(_mismatch("voices tarball", tarball, spec["tarball_sha256"], found))
     with tarfile.open(tarball, "r:gz") as archive:
         for name, expected in spec["sha256"].items():
@@ -224,14 +211,6 @@ def _with_timing_output(model: bytes, tensor: str) -> bytes:
     proto = onnx.load_from_string(model)
     proto.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.INT64, None))
     return proto.SerializeToString()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write beside, then rename: a reader sees the old file or the whole new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def main(argv: list[str] | None = None) -> int:

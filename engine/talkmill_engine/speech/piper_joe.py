@@ -5,7 +5,6 @@ piper, onnx and onnxruntime are imported on first use only: listing voices must 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import numpy as np
 
 from talkmill_engine.errors import UnknownError
 from talkmill_engine.speech.base import SpeechEngine, Voice
-from talkmill_engine.speech.kokoro_files import write_atomically
+from talkmill_engine.speech.model_files import file_sha256, write_atomically
 from talkmill_engine.speech.onnx_session import cpu_session
 from talkmill_engine.speech.text import split_for_synthesis
 from talkmill_engine.speech.timing import (
@@ -80,7 +79,7 @@ def _model_with_alignments(path: Path) -> bytes | str:
     """The path of the model patched to output alignments (as piper's own loader does), made once per
     installation: onnxruntime loads a path with a 250 MB lower peak than the same model's bytes. The bytes
     when the copy cannot be written; the plain path if onnx cannot import, which the caller then reports."""
-    aligned = ALIGNED_DIR / f"{path.stem}.{_digest(path)[:16]}.aligned.onnx"
+    aligned = ALIGNED_DIR / f"{path.stem}.{file_sha256(path)[:16]}.aligned.onnx"  # a new joe, a new copy
     if aligned.is_file():
         return str(aligned)
     try:
@@ -97,12 +96,6 @@ def _model_with_alignments(path: Path) -> bytes | str:
     except OSError:
         return data
     return str(aligned)
-
-
-def _digest(path: Path) -> str:
-    """The source model's sha256: a new joe package gets its own patched copy."""
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def speak(text: str, voice: Voice, prosody: Prosody) -> Speech:
