@@ -12,6 +12,7 @@ from talkmill_engine.render.drivers import choose_driver
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.talk import Renderer, RenderResult
 from talkmill_engine.speech.catalogue import resolve_voice, voice_by_id
+from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.timing import Speech
 
@@ -43,7 +44,7 @@ def synthesize(text: str, synthesizer: Synthesizer | None = None, voice_id: str 
     return synthesizer.synthesize(text, voice_by_id(voice_id) if voice_id else resolve_voice(None))
 
 
-def render(portrait: str, speech: Speech, out: Path, renderer: Renderer | None = None) -> RenderResult:
+def render(portrait: str, speech: Speech | SpeechStream, out: Path, renderer: Renderer | None = None) -> RenderResult:
     data = PORTRAITS[portrait].read_bytes()
     renderer = renderer or Renderer()
     return renderer.render(load_image(data), speech, DEFAULT_CONFIG, choose_driver(None, data), out)
@@ -85,7 +86,7 @@ def peak_rss_mb() -> float:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

@@ -172,7 +172,7 @@ def test_a_worker_gives_an_audio_script_with_transcript_the_words_phones(
     url = static_server.add("joe-transcribed.wav", wav)
     policy = FetchPolicy(inputs=UrlPolicy.from_entries(["127.0.0.0/8"]))
     ctx = WorkContext(results=None, policy=policy, renderer=None, synthesizer=None)  # type: ignore[arg-type]
-    speech = make_speech({"type": "audio", "audio_url": url, "input": TEXT}, ctx)
+    speech = make_speech({"type": "audio", "audio_url": url, "input": TEXT}, ctx).collect()
     assert count_in_order(spoken(speech.phones), WORDS) == len(WORDS)  # so render uses tracks_from_phones
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from talkmill_engine.captions import MAX_CUE_SECONDS, MAX_LINE_CHARS, Cue, cues_from_speech, to_srt, to_vtt
-from talkmill_engine.render.poster import encode_jpeg, poster_frame_index
+from talkmill_engine.render.poster import PosterPicker, encode_jpeg
 from talkmill_engine.speech.audio import decode_audio, write_wav
 from talkmill_engine.speech.catalogue import voice_by_id
 from talkmill_engine.speech.synthesizer import Synthesizer
@@ -167,6 +167,15 @@ def test_an_audio_script_with_a_transcript_gets_captions_from_its_alignment(
 # -- the poster frame -------------------------------------------------------------------------------
 
 
+def poster_of(tracks: dict[str, np.ndarray]) -> int:
+    """The index of the frame PosterPicker keeps, frames offered in order (each frame holds its index)."""
+    picker = PosterPicker(25)
+    for i in range(len(tracks["jaw"])):
+        picker.offer(i, {name: float(values[i]) for name, values in tracks.items()}, np.array([i]))
+    assert picker.frame is not None
+    return int(picker.frame[0])
+
+
 def test_the_poster_frame_has_open_eyes_and_a_closed_mouth_after_the_head_settles() -> None:
     n = 200
     rng = np.random.default_rng(3)
@@ -175,8 +184,10 @@ def test_the_poster_frame_has_open_eyes_and_a_closed_mouth_after_the_head_settle
     tracks["jaw"][30] = tracks["jaw"][60] = 0.01
     tracks["press"][60] = 0.0
     tracks["blink"][58:64] = 1.0  # ... but her eyes are shut at 60
-    assert poster_frame_index(tracks) == 30
-    assert poster_frame_index({name: values[:1] for name, values in tracks.items()}) == 0
+    tracks["jaw"][150] = 0.0  # after the first 4 s: too late to be the poster
+    assert poster_of(tracks) == 30
+    assert poster_of({name: values[:1] for name, values in tracks.items()}) == 0
+    assert poster_of({name: values[:7] for name, values in tracks.items()}) == 6  # shorter than the settling
 
 
 def test_a_poster_encodes_as_a_jpeg_of_its_frame() -> None:

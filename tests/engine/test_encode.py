@@ -19,22 +19,31 @@ def frames(n: int) -> list[np.ndarray]:
 
 
 def test_frames_and_audio_come_out_in_order(tmp_path: Path) -> None:
+    """Audio comes in pieces as it is spoken, ahead of the frames: each lands where it belongs."""
     path = tmp_path / "talk.mp4"
-    audio = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3  # 1 s at 16 kHz
-    with VideoWriter(path, "mp4", SIZE, 25, audio, 16000) as writer:
-        for frame in frames(25):
+    tone = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)  # 1 s at 16 kHz
+    cuts, levels = (0, 5000, 9001, 16000), (0.1, 0.3, 0.6)
+    added_before = {0: 0, 6: 1, 11: 2}  # frame → the piece added just before it (frame 6 starts at 3840)
+    with VideoWriter(path, "mp4", SIZE, 25, 16000) as writer:
+        for i, frame in enumerate(frames(25)):
+            if i in added_before:
+                k = added_before[i]
+                writer.add_audio(tone[cuts[k] : cuts[k + 1]] * levels[k])
             writer.write(frame)
     with av.open(str(path)) as container:
-        levels = [float(f.to_ndarray(format="rgb24").mean()) for f in container.decode(video=0)]
+        grey = [float(f.to_ndarray(format="rgb24").mean()) for f in container.decode(video=0)]
     with av.open(str(path)) as container:
-        seconds = sum(f.samples for f in container.decode(audio=0)) / 16000
-    assert len(levels) == 25
-    assert np.all(np.abs(np.array(levels) - 8 * np.arange(25)) < 3)
-    assert seconds == pytest.approx(1.0, abs=0.07)
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    assert len(grey) == 25
+    assert np.all(np.abs(np.array(grey) - 8 * np.arange(25)) < 3)
+    assert len(sound) / 16000 == pytest.approx(1.0, abs=0.07)
+    for k, level in enumerate(levels):  # the middle of each piece (AAC's priming delay is ~1024 samples)
+        middle = sound[cuts[k] + 1500 : cuts[k + 1] - 500]
+        assert np.sqrt(np.mean(middle**2)) == pytest.approx(level / np.sqrt(2), rel=0.15)
 
 
 def test_an_encoder_failure_reaches_the_caller(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="video encoder failed"):
-        with VideoWriter(tmp_path / "bad.mp4", "mp4", SIZE, 25, np.zeros(0, np.float32), 16000) as writer:
+        with VideoWriter(tmp_path / "bad.mp4", "mp4", SIZE, 25, 16000) as writer:
             for _ in range(QUEUED_FRAMES * 4):  # more than the queue holds: must not block
                 writer.write(np.zeros((7, 7), np.uint8))  # not an RGB frame: the conversion fails

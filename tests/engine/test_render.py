@@ -16,8 +16,9 @@ from talkmill_engine.render.face import FaceFinder
 from talkmill_engine.render.glasses import wears_glasses
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.rig import Rig
-from talkmill_engine.render.talk import Renderer, build_tracks
+from talkmill_engine.render.talk import Renderer
 from talkmill_engine.render.teeth import to_lab
+from talkmill_engine.render.tracks import build_tracks
 from talkmill_engine.render.visemes import LEAD_SECONDS, loudness, pose_of, tracks_from_phones
 from talkmill_engine.render.warp import MeshWarp
 from talkmill_engine.speech.catalogue import resolve_voice
@@ -216,7 +217,7 @@ def test_warp_is_the_identity_until_points_move_and_follows_them_when_they_do(fa
     moved[:468] += [3.0, 0.0]  # the face slides 3 px right
     out = warp.warp(image, moved)
     nose = tuple(np.round(rig.base[1]).astype(int))
-    patch = lambda img, dx: img[nose[1] - 5 : nose[1] + 5, nose[0] - 5 + dx : nose[0] + 5 + dx].astype(int)  # noqa: E731
+    patch = lambda img, dx: img[nose[1] - 5 : nose[1] + 5, nose[0] - 5 + dx : nose[0] + 5 + dx].astype(int)
     assert np.abs(patch(out, 3) - patch(image, 0)).mean() < np.abs(patch(out, 0) - patch(image, 0)).mean()
 
 
@@ -229,7 +230,8 @@ def grace_talk(renderer, speech, tmp_path_factory) -> tuple:
     result, video = render(renderer, tmp_path_factory.mktemp("grace"), speech)
     data = GRACE.read_bytes()
     _, _, rig = renderer.prepare(load_image(data), CONFIG)
-    tracks = build_tracks(speech, result.num_frames, CONFIG, choose_driver(None, data))
+    tracks = build_tracks(speech, CONFIG, choose_driver(None, data))
+    assert len(tracks["jaw"]) == result.num_frames
     return video["frames"], tracks, rig
 
 

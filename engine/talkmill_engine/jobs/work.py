@@ -52,6 +52,7 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     from talkmill_engine.render.drivers import choose_driver
     from talkmill_engine.render.image import load_image
     from talkmill_engine.speech.audio import write_wav
+    from talkmill_engine.speech.stream import SpeechStream
 
     started = time.monotonic()
     doc = talk.doc
@@ -61,15 +62,19 @@ def process_talk(talk: TalkRecord, ctx: WorkContext) -> dict[str, Any]:
     )
     image = load_image(source)
     driver = choose_driver(doc.get("driver_url"), source)
-    speech = make_speech(doc["script"], ctx)
+    speech = make_speech(doc["script"], ctx)  # spoken while it is rendered
     if config.get("pad_audio"):
         speech = speech.padded(config["pad_audio"])
     logo = load_logo(config.get("logo"), ctx.policy)
     folder = ctx.results.folder(talk.id)
     video_path = folder / f"{secrets.token_urlsafe(24)}.{config.get('result_format', DEFAULT_RESULT_FORMAT)}"
-    burned = talk_cues(doc["script"], speech) if config.get("subtitles_burn") else None
+    burned = None
+    if config.get("subtitles_burn"):  # captions are laid out from every word's time: spoken before the frames
+        whole = speech.collect()
+        speech, burned = SpeechStream.of(whole), talk_cues(doc["script"], whole)
     result = ctx.renderer.render(image, speech, config, driver, video_path, logo, cues=burned)
     elapsed = time.monotonic() - started  # claim to finished file: what processing_fps measures
+    speech = result.speech
     audio_path = folder / f"{secrets.token_urlsafe(24)}.wav"
     write_wav(speech, audio_path)
     destination = talk.job.get("result_destination")
@@ -142,7 +147,7 @@ def no_captions_reason(script: dict[str, Any]) -> str:
 
 
 def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:
-    """The talk's Speech: synthesized from text with the resolved voice, or decoded from audio."""
+    """The talk's SpeechStream: text to be spoken with the resolved voice, or audio decoded here."""
     if script["type"] == "text":
         from talkmill_engine.speech.catalogue import local_voice
         from talkmill_engine.speech.text import plain_text
@@ -151,13 +156,14 @@ def make_speech(script: dict[str, Any], ctx: WorkContext) -> Any:
         request = parse_voice_request(script.get("provider"))
         voice = local_voice(request)
         text = plain_text(script["input"], script.get("ssml", False))
-        return ctx.synthesizer.synthesize(text, voice, request.prosody)
+        return ctx.synthesizer.stream(text, voice, request.prosody)
     from talkmill_engine.speech.audio import decode_audio
+    from talkmill_engine.speech.stream import SpeechStream
 
     limits = {"max_bytes": MAX_AUDIO_BYTES, "policy": ctx.policy, "error": AudioError}
     data = fetch_bytes(script["audio_url"], field="script.audio_url", **limits)
     # stops decoding as soon as it is too long; phones from the transcript (our `input` extension) if any
-    return decode_audio(data, max_seconds=MAX_AUDIO_SECONDS, transcript=script.get("input"))
+    return SpeechStream.of(decode_audio(data, max_seconds=MAX_AUDIO_SECONDS, transcript=script.get("input")))
 
 
 def load_logo(logo: dict[str, Any] | None, policy: FetchPolicy) -> np.ndarray | None:

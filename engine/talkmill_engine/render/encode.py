@@ -3,6 +3,7 @@
 The only module of the renderer that writes media files. libx264 and the AAC encoder ship in PyAV's
 wheel: no system ffmpeg. Encoding runs on its own thread, fed by a short queue: colour conversion, x264
 and AAC release the GIL, so the next frame is warped while this one is encoded (bench/engine_speed.py).
+Audio is added as it is spoken, ahead of the frames, and muxed alongside them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _DONE = None  # the queue's end marker
 class VideoWriter:
     """Frames in (RGB uint8, even sides), a finished file out. Use as a context manager."""
 
-    def __init__(self, path: Path, fmt: str, size: tuple[int, int], fps: int, audio: np.ndarray, sample_rate: int):
+    def __init__(self, path: Path, fmt: str, size: tuple[int, int], fps: int, sample_rate: int):
         if fmt not in RESULT_FORMATS:
             raise ValueError(f"unknown result format {fmt!r}; allowed: {', '.join(RESULT_FORMATS)}")
         self.fmt = fmt
@@ -34,9 +35,11 @@ class VideoWriter:
         self._container = av.open(str(path), mode="w", format=fmt)  # FFmpeg's muxers share the formats' names
         self._video = self._add_video(size, fps)
         self._audio = None if fmt == "gif" else self._add_audio(sample_rate)
-        self._samples = np.clip(audio, -1, 1).astype(np.float32)
         self._sample_rate = sample_rate
+        self._audio_lock = threading.Lock()  # added by the renderer, encoded by the encoder thread
+        self._pending = np.zeros(0, np.float32)  # audio added, not yet encoded
         self._audio_written = 0
+        self.audio_added = 0  # samples
         self.frames = 0  # encoded so far
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(QUEUED_FRAMES)
         self._failure: BaseException | None = None
@@ -60,6 +63,12 @@ class VideoWriter:
         stream.layout = "mono"
         stream.bit_rate = 96_000
         return stream
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        """Appends `samples` (float, mono, at the writer's rate) to the sound track."""
+        with self._audio_lock:
+            self._pending = np.concatenate([self._pending, np.clip(samples, -1, 1).astype(np.float32)])
+            self.audio_added += len(samples)
 
     def write(self, frame: np.ndarray) -> None:
         """Queues `frame` (the writer owns it from now on: do not change it); waits while the queue is full."""
@@ -98,24 +107,25 @@ class VideoWriter:
         self._finish_queue()
         self._raise_failure()
         self._container.mux(self._video.encode(None))
-        self._write_audio(until=len(self._samples))
+        self._write_audio(until=self.audio_added, last=True)
         if self._audio is not None:
             self._container.mux(self._audio.encode(None))
         self._container.close()
 
-    def _write_audio(self, until: int) -> None:
+    def _write_audio(self, until: int, last: bool = False) -> None:
+        """Encodes the audio added, up to sample `until`; a short chunk only as the `last` (AAC's rule)."""
         if self._audio is None:
             return
-        until = min(until, len(self._samples))  # a video may outlast its audio: never encode an empty chunk
-        while self._audio_written + AAC_FRAME <= until or (until == len(self._samples) > self._audio_written):
-            start = self._audio_written
-            chunk = self._samples[start : start + AAC_FRAME]
-            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-            frame.sample_rate = self._sample_rate
-            frame.pts = start
-            frame.time_base = Fraction(1, self._sample_rate)
-            self._container.mux(self._audio.encode(frame))
-            self._audio_written += len(chunk)
+        with self._audio_lock:
+            until = min(until, self.audio_added)  # a video may outlast its audio: never encode an empty chunk
+            while self._audio_written + AAC_FRAME <= until or (last and until > self._audio_written):
+                chunk, self._pending = self._pending[:AAC_FRAME], self._pending[AAC_FRAME:]
+                frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                frame.sample_rate = self._sample_rate
+                frame.pts = self._audio_written
+                frame.time_base = Fraction(1, self._sample_rate)
+                self._container.mux(self._audio.encode(frame))
+                self._audio_written += len(chunk)
 
     def __enter__(self) -> "VideoWriter":
         return self

@@ -12,25 +12,27 @@ SEARCH_SECONDS = 4.0  # prefer an early frame: a poster should look like the sta
 JPEG_QUALITY = 85
 
 
-def poster_frame_index(tracks: dict[str, np.ndarray], fps: int = DEFAULT_FPS) -> int:
-    """The frame with the most open eyes and the most closed mouth, within the first seconds after the head
-    settles; the whole talk is searched only when it is shorter than that."""
-    n_frames = len(next(iter(tracks.values()))) if tracks else 0
-    if n_frames <= 1:
-        return 0
-    cost = _cost(tracks, n_frames)
-    first = min(int(SETTLE_SECONDS * fps), n_frames - 1)
-    last = max(first + 1, min(int(SEARCH_SECONDS * fps), n_frames))
-    return first + int(np.argmin(cost[first:last]))
+class PosterPicker:
+    """Keeps, as frames go by, the one with the most open eyes and the most closed mouth within the first
+    seconds after the head settles; in a talk shorter than that, the last frame."""
+
+    def __init__(self, fps: int = DEFAULT_FPS) -> None:
+        self.first = int(SETTLE_SECONDS * fps)
+        self.last = int(SEARCH_SECONDS * fps)
+        self.frame: np.ndarray | None = None
+        self._best = np.inf
+
+    def offer(self, index: int, pose: dict[str, float], frame: np.ndarray) -> None:
+        """Frame `index` with its pose (the tracks' values); copied when it is the best so far."""
+        if index < self.first:
+            self.frame = frame.copy()  # a talk may end before the search starts
+        elif index < self.last and (cost := frame_cost(pose)) < self._best:
+            self._best, self.frame = cost, frame.copy()
 
 
-def _cost(tracks: dict[str, np.ndarray], n_frames: int) -> np.ndarray:
-    """Per frame: closed eyes weigh most (a half-blink looks worst), then an open or pressed mouth."""
-    zeros = np.zeros(n_frames)
-    blink = np.asarray(tracks.get("blink", zeros), dtype=float)
-    jaw = np.abs(np.asarray(tracks.get("jaw", zeros), dtype=float))
-    press = np.abs(np.asarray(tracks.get("press", zeros), dtype=float))
-    return 4.0 * blink + jaw + 0.5 * press
+def frame_cost(pose: dict[str, float]) -> float:
+    """Closed eyes weigh most (a half-blink looks worst), then an open or pressed mouth."""
+    return 4.0 * abs(pose.get("blink", 0.0)) + abs(pose.get("jaw", 0.0)) + 0.5 * abs(pose.get("press", 0.0))
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -14,14 +14,12 @@ from talkmill_engine.render.drivers import Driver
 from talkmill_engine.render.encode import VideoWriter
 from talkmill_engine.render.face import FaceFinder, FaceFit
 from talkmill_engine.render.glasses import wears_glasses
-from talkmill_engine.render.motion import blink_track, expression_tracks, head_tracks
-from talkmill_engine.render.poster import poster_frame_index
+from talkmill_engine.render.poster import PosterPicker
 from talkmill_engine.render.rig import Rig
-from talkmill_engine.render.visemes import frame_count, loudness, tracks_from_audio, tracks_from_phones
+from talkmill_engine.render.tracks import FPS, build_tracks, settled_frames
+from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.timing import Speech
 from talks_contract.formats import DEFAULT_RESULT_FORMAT
-
-FPS = 25
 
 
 @dataclass
@@ -34,6 +32,7 @@ class RenderResult:
     num_faces: int
     mouth_open: bool  # whether the portrait's mouth was open
     face: dict[str, Any]  # the talk's `face` object (detection, top_left, size, ...)
+    speech: Speech  # what was spoken, whole
     poster: np.ndarray | None = None  # RGB: a frame with open eyes and a closed mouth, logo on, captions off
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -47,50 +46,42 @@ class Renderer:
     def render(
         self,
         image: np.ndarray,
-        speech: Speech,
+        speech: Speech | SpeechStream,
         config: dict[str, Any],
         driver: Driver,
         out_path: Path,
         logo: np.ndarray | None = None,
         cues: list[Any] | None = None,
     ) -> RenderResult:
-        """Render `speech` spoken by the largest face in `image` (RGB uint8) to `out_path`.
+        """Render `speech` spoken by the largest face in `image` (RGB uint8) to `out_path`. A stream is
+        spoken while the frames of its first sentences are drawn and encoded.
 
         `config` is the talk's config with defaults filled (TALKS_API.md). `logo` is an RGBA image. `cues`
         (talkmill_engine.captions.Cue) are burned in when given. Raises FaceError when no face is found.
         """
+        stream = speech if isinstance(speech, SpeechStream) else SpeechStream.of(speech)
         clock = Stopwatch()
-        fit, frame, rig = self.prepare(image, config)
-        clock.lap("landmarks")
-        n_frames = frame_count(speech.duration, FPS)
-        tracks = build_tracks(speech, n_frames, config, driver)
-        animator = FaceAnimator(frame.work, rig)
-        overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
-        burner = _burner(cues, frame.out_size)
-        poster_at, poster = poster_frame_index(tracks), None
-        fmt = _result_format(config)
-        with VideoWriter(out_path, fmt, frame.out_size, FPS, speech.samples, speech.sample_rate) as writer:
-            for i in range(n_frames):
-                face = animator.frame({name: values[i] for name, values in tracks.items()})
-                out = frame.compose(face)
-                if overlay is not None:
-                    overlay.apply(out)
-                if i == poster_at:
-                    poster = out.copy()
-                if burner is not None:
-                    burner.apply(out, i / FPS)
-                writer.write(out)
-        clock.lap("animate_encode")
+        with stream.arrivals() as arrivals:  # speaking starts now, beside the face search
+            fit, frame, rig = self.prepare(image, config)
+            clock.lap("landmarks")
+            talk = _TalkFrames(frame, rig, config, logo, cues)
+            with VideoWriter(out_path, _result_format(config), frame.out_size, FPS, stream.sample_rate) as writer:
+                for known, whole in arrivals:
+                    writer.add_audio(known.samples[writer.audio_added :])
+                    talk.draw(build_tracks(known, config, driver), settled_frames(known, whole), writer)
+        clock.lap("speak_animate_encode")
+        clock.laps["waited_for_speech"] = arrivals.waited
         return RenderResult(
             path=out_path,
-            num_frames=n_frames,
-            duration=round(speech.duration, 3),
+            num_frames=talk.drawn,
+            duration=round(known.duration, 3),
             resolution=frame.out_size,
             size_kib=out_path.stat().st_size / 1024,
             num_faces=fit.num_faces,
             mouth_open=rig.mouth_open,
             face=_face_object(fit),
-            poster=poster,
+            speech=known,
+            poster=talk.poster.frame,
             stage_seconds=clock.laps,
         )
 
@@ -104,16 +95,29 @@ class Renderer:
         return fit, frame, rig
 
 
-def build_tracks(speech: Speech, n_frames: int, config: dict[str, Any], driver: Driver) -> dict[str, np.ndarray]:
-    """Every pose parameter of the rig, per frame."""
-    energy = loudness(speech.samples, speech.sample_rate, n_frames, FPS)
-    mouth = tracks_from_phones if speech.phones else tracks_from_audio
-    tracks = mouth(speech, FPS, energy)
-    fluent = bool(config.get("fluent"))
-    tracks |= head_tracks(n_frames, FPS, driver, float(config.get("motion_factor", 1)), energy, fluent)
-    tracks |= expression_tracks(n_frames, FPS, config, driver, energy)
-    tracks["blink"] = blink_track(n_frames, FPS, np.random.default_rng(driver.seed + n_frames))
-    return tracks
+class _TalkFrames:
+    """The frames of one talk, drawn in order as their tracks settle."""
+
+    def __init__(self, frame: Framing, rig: Rig, config: dict[str, Any], logo: Any, cues: Any) -> None:
+        self.frame = frame
+        self.animator = FaceAnimator(frame.work, rig)
+        self.overlay = LogoOverlay(logo, frame.out_size, config.get("logo")) if logo is not None else None
+        self.burner = _burner(cues, frame.out_size)
+        self.poster = PosterPicker(FPS)
+        self.drawn = 0
+
+    def draw(self, tracks: dict[str, np.ndarray], until: int, writer: VideoWriter) -> None:
+        """Frames from the last one drawn up to `until`, into `writer`."""
+        for i in range(self.drawn, until):
+            pose = {name: float(values[i]) for name, values in tracks.items()}
+            out = self.frame.compose(self.animator.frame(pose))
+            if self.overlay is not None:
+                self.overlay.apply(out)
+            self.poster.offer(i, pose, out)
+            if self.burner is not None:
+                self.burner.apply(out, i / FPS)
+            writer.write(out)
+        self.drawn = max(self.drawn, until)
 
 
 def _burner(cues: list[Any] | None, size: tuple[int, int]) -> Any:

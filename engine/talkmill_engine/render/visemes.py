@@ -12,6 +12,7 @@ the output's lip opening follows the sound: bench/lipsync.py).
 
 from __future__ import annotations
 
+import bisect
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +32,9 @@ EFFORT_OPENING = 0.3
 # centre to centre the closure took half of each neighbour's time: shut lips over loud vowels).
 CLOSURE_SECONDS = 0.02
 TRACKS = ("jaw", "width", "press", "tongue")
+# Loudness is measured against the first 2 s of speech, then against all of it so far: never the whole
+# talk, which the renderer does not have yet while later sentences are spoken.
+NORMALISER_SECONDS = 2.0
 
 
 class Shape(NamedTuple):
@@ -102,7 +106,8 @@ def frame_count(duration: float, fps: int) -> int:
 
 
 def loudness(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> np.ndarray:
-    """RMS per video frame (40 ms window centred on the frame), normalised to 0..1 by its 95th percentile."""
+    """RMS per video frame (40 ms window centred on the frame), normalised to 0..1 by a running 95th
+    percentile (running_scale): a frame's loudness never changes as more speech comes."""
     hop = sample_rate / fps
     centres = (np.arange(n_frames) + 0.5) * hop
     half = int(hop / 2)
@@ -110,8 +115,34 @@ def loudness(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> 
     lo = np.clip((centres - half).astype(int), 0, len(samples))
     hi = np.clip((centres + half).astype(int), 0, len(samples))
     rms = np.sqrt((squared[hi] - squared[lo]) / np.maximum(hi - lo, 1))
-    scale = np.percentile(rms, 95) if rms.size else 0.0
-    return np.clip(rms / scale, 0, 1.2) if scale > 1e-6 else np.zeros(n_frames)
+    scale = running_scale(rms, int(NORMALISER_SECONDS * fps))
+    return np.where(scale > 1e-6, np.clip(rms / np.maximum(scale, 1e-6), 0, 1.2), 0.0)
+
+
+def heard_frames(n_samples: int, sample_rate: int, fps: int) -> int:
+    """How many leading frames have their whole loudness window inside `n_samples` of audio."""
+    hop = sample_rate / fps
+    return max(0, int((n_samples - int(hop / 2)) / hop + 0.5))
+
+
+def running_scale(rms: np.ndarray, first: int) -> np.ndarray:
+    """Per frame, the 95th percentile (np.percentile's) of every frame up to it; the first `first` frames
+    all take that of the first `first` (one syllable alone is no measure of a voice)."""
+    scale = np.empty(len(rms))
+    ordered = sorted(rms[:first].tolist())
+    if ordered:
+        scale[: len(ordered)] = _percentile95(ordered)
+    for i in range(len(ordered), len(rms)):
+        bisect.insort(ordered, float(rms[i]))
+        scale[i] = _percentile95(ordered)
+    return scale
+
+
+def _percentile95(ordered: list[float]) -> float:
+    position = 0.95 * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def tracks_from_phones(speech: Speech, fps: int, energy: np.ndarray) -> dict[str, np.ndarray]:

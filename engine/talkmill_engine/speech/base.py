@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from talkmill_engine.speech.timing import Speech
+    from talkmill_engine.speech.stream import SpeechStream
     from talks_contract.voices import Prosody
 
 
@@ -43,7 +43,7 @@ class SpeechEngine:
 
     name: str
     list_voices: Callable[[], list[Voice]]  # cheap (the API process calls it); [] when the engine is missing
-    synthesize: Callable[[str, Voice, Prosody], Speech]  # plain text → Speech with phone timings
+    speak: Callable[[str, Voice, Prosody], SpeechStream]  # plain text → its speech (with phone timings), lazily
     warm: Callable[[], None] = _nothing  # load models once per worker, before the first talk
     locales: tuple[str, ...] | None = None  # how a refusal lists its languages; None: its voices' languages
 

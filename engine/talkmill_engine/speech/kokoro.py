@@ -24,8 +24,9 @@ from talkmill_engine.errors import UnknownError
 from talkmill_engine.speech import kokoro_cjk, kokoro_files, kokoro_phonemes
 from talkmill_engine.speech.base import SpeechEngine, Voice
 from talkmill_engine.speech.kokoro_timing import SAMPLES_PER_FRAME, timed_phones
+from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.text import split_for_synthesis
-from talkmill_engine.speech.timing import Phone, Speech, join_sentences, shift_pitch
+from talkmill_engine.speech.timing import Phone, shift_pitch
 from talks_contract.voices import PROSODY_LIMITS, Prosody
 
 SAMPLE_RATE = 24000
@@ -126,8 +127,8 @@ def style_vectors(name: str) -> np.ndarray:
 # --- speaking ---------------------------------------------------------------------------------------------
 
 
-def speak(text: str, voice: Voice, prosody: Prosody) -> Speech:
-    return join_sentences(speak_sentences(text, voice, prosody), SAMPLE_RATE)
+def speak(text: str, voice: Voice, prosody: Prosody) -> SpeechStream:
+    return SpeechStream(SAMPLE_RATE, speak_sentences(text, voice, prosody))
 
 
 def speak_sentences(text: str, voice: Voice, prosody: Prosody) -> Iterator[tuple[np.ndarray, list[Phone]]]:

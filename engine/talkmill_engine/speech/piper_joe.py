@@ -17,15 +17,9 @@ from talkmill_engine.errors import UnknownError
 from talkmill_engine.speech.base import SpeechEngine, Voice
 from talkmill_engine.speech.model_files import file_sha256, write_atomically
 from talkmill_engine.speech.onnx_session import cpu_session
+from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.text import split_for_synthesis
-from talkmill_engine.speech.timing import (
-    Phone,
-    Speech,
-    join_sentences,
-    merge_marks,
-    phones_from_counts,
-    shift_pitch,
-)
+from talkmill_engine.speech.timing import Phone, merge_marks, phones_from_counts, shift_pitch
 from talks_contract.voices import Prosody
 
 JOE = Voice("en-US-joe", "Joe", "en-US", "male", "piper", languages=("en-us", "en"))
@@ -98,11 +92,11 @@ def _model_with_alignments(path: Path) -> bytes | str:
     return str(aligned)
 
 
-def speak(text: str, voice: Voice, prosody: Prosody) -> Speech:
+def speak(text: str, voice: Voice, prosody: Prosody) -> SpeechStream:
     """joe speaking `text`. Rate is piper's length_scale (its effect on duration is weaker than nominal:
     x-fast, 2.0, is ~1.6x). Pitch: timing.shift_pitch (+20% pitch is ~8% faster)."""
     piper = load_piper()
-    return join_sentences(_sentences(piper, text, prosody), piper.config.sample_rate)
+    return SpeechStream(piper.config.sample_rate, _sentences(piper, text, prosody))
 
 
 def _sentences(piper: Any, text: str, prosody: Prosody) -> Iterator[tuple[np.ndarray, list[Phone]]]:

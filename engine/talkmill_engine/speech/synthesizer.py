@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from talkmill_engine.errors import ValidationError
 from talkmill_engine.speech.base import Voice
 from talkmill_engine.speech.registry import engine_of
+from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.timing import Speech
 from talks_contract.voices import Prosody
 
@@ -17,13 +20,20 @@ class Synthesizer:
         on their first talk: a worker pays memory only for the engines its talks use."""
         engine_of(voice).warm()
 
+    def stream(self, text: str, voice: Voice, prosody: Prosody = Prosody()) -> SpeechStream:
+        """`text` (plain text) with `voice` at `prosody` (the request's voice_config, parsed), spoken as the
+        stream is read. Reading it raises ValidationError at its end when there were no words to speak."""
+        stream = engine_of(voice).speak(text, voice, prosody)
+        return replace(stream, voice_id=voice.id).checked(_has_words)
+
     def synthesize(self, text: str, voice: Voice, prosody: Prosody = Prosody()) -> Speech:
-        """Speech of `text` (plain text) with `voice` at `prosody` (the request's voice_config, parsed)."""
-        speech = engine_of(voice).synthesize(text, voice, prosody)
-        if not speech.has_words():
-            raise ValidationError(
-                "The script has nothing to speak (no words, only spaces or punctuation).",
-                {"field": "script.input", "allowed": ["text with at least one word"]},
-            )
-        speech.voice_id = voice.id
-        return speech
+        """The whole speech of `text`, spoken before it returns."""
+        return self.stream(text, voice, prosody).collect()
+
+
+def _has_words(speech: Speech) -> None:
+    if not speech.has_words():
+        raise ValidationError(
+            "The script has nothing to speak (no words, only spaces or punctuation).",
+            {"field": "script.input", "allowed": ["text with at least one word"]},
+        )

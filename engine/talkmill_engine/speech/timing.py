@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PAUSE = " "  # the symbol of a pause (silence, punctuation, spaces)
-PEAK = 0.9  # a whole speech is scaled to this peak (engines' own normalisation works per sentence)
+PEAK = 0.9  # speech is scaled to this peak as it comes (SpeechBuilder; engines' own normalisation is off)
 STRESS_MARKS = ("ˈ", "ˌ")  # engines give these their own durations: they belong to the following vowel
 # ... and these to the preceding one (Kokoro writes Chinese tones and Japanese labialisation as tokens)
 _MODIFIERS = ("ː", "ˑ", "ʰ", "ʲ", "ʷ", "ᵝ", "↓", "→", "↗", "↘")
@@ -35,11 +35,6 @@ class Speech:
     @property
     def duration(self) -> float:
         return len(self.samples) / self.sample_rate
-
-    def padded(self, seconds: float) -> "Speech":
-        """The same speech followed by `seconds` of silence (config.pad_audio)."""
-        extra = np.zeros(int(round(seconds * self.sample_rate)), dtype=np.float32)
-        return Speech(np.concatenate([self.samples, extra]), self.sample_rate, self.phones, self.voice_id)
 
     def has_words(self) -> bool:
         return any(phone.symbol != PAUSE for phone in self.phones)
@@ -95,15 +90,45 @@ def end_at(phones: list[Phone], end: float) -> list[Phone]:
 
 def join_sentences(sentences: Iterable[tuple[np.ndarray, list[Phone]]], rate: int) -> Speech:
     """One Speech from sentences spoken one after another, each (samples, phones from its own start)."""
-    pieces: list[np.ndarray] = []
-    phones: list[Phone] = []
-    offset = 0
-    for samples, sentence_phones in sentences:
-        for phone in sentence_phones:  # append_phone joins the pause ending one sentence to the next one's
-            append_phone(phones, Phone(phone.symbol, phone.start + offset / rate, phone.end + offset / rate))
-        pieces.append(samples)
-        offset += len(samples)
-    return assemble(pieces, rate, phones)
+    builder = SpeechBuilder(rate)
+    for samples, phones in sentences:
+        builder.add(samples, phones)
+    return builder.speech()
+
+
+class SpeechBuilder:
+    """A Speech put together from an engine's pieces as they come: each piece's phones moved to where it
+    starts, its audio scaled so that no piece peaks above PEAK. The gain follows the loudest peak so far (it
+    can only fall), so a piece's audio is final the moment it arrives: the renderer can animate it at once,
+    while later sentences are still being spoken. Without `normalise` (a decoded audio file) samples stay
+    as they are."""
+
+    def __init__(self, rate: int, normalise: bool = True) -> None:
+        self.rate = rate
+        self.normalise = normalise
+        self.phones: list[Phone] = []
+        self._pieces: list[np.ndarray] = []
+        self._length = 0
+        self._peak = 0.0
+
+    def add(self, samples: np.ndarray, phones: list[Phone]) -> None:
+        offset = self._length / self.rate
+        for phone in phones:  # append_phone joins the pause ending one piece to the next one's
+            append_phone(self.phones, Phone(phone.symbol, phone.start + offset, phone.end + offset))
+        samples = np.asarray(samples, dtype=np.float32)
+        if self.normalise and samples.size:
+            self._peak = max(self._peak, float(np.max(np.abs(samples))))
+            if self._peak > 1e-6:
+                samples = samples * np.float32(PEAK / self._peak)
+        self._pieces.append(samples)
+        self._length += len(samples)
+
+    def speech(self) -> Speech:
+        """Everything added so far (the pieces are joined once, then kept joined)."""
+        if len(self._pieces) != 1:
+            joined = np.concatenate(self._pieces) if self._pieces else np.zeros(0, np.float32)
+            self._pieces = [joined]
+        return Speech(self._pieces[0], self.rate, list(self.phones))
 
 
 def shift_pitch(
@@ -119,15 +144,3 @@ def shift_pitch(
     scale = len(shifted) / max(len(samples), 1)
     scaled = [Phone(p.symbol, p.start * scale, p.end * scale) for p in phones]
     return shifted, end_at(scaled, len(shifted) / rate)
-
-
-def assemble(pieces: list[np.ndarray], rate: int, phones: list[Phone]) -> Speech:
-    """One Speech from an engine's audio pieces, scaled to PEAK."""
-    if len(pieces) == 1:  # no copy: a long text's audio is the biggest thing in memory
-        samples = pieces[0].astype(np.float32, copy=False)
-    else:
-        samples = np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak > 1e-6:
-        samples *= PEAK / peak
-    return Speech(samples, rate, phones)
