@@ -8,9 +8,11 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
 from talkmill_engine.render.drivers import choose_driver
 from talkmill_engine.render.image import load_image
 from talkmill_engine.render.talk import Renderer, RenderResult
+from talkmill_engine.render.visemes import frame_rms
 from talkmill_engine.speech.catalogue import resolve_voice, voice_by_id
 from talkmill_engine.speech.stream import SpeechStream
 from talkmill_engine.speech.synthesizer import Synthesizer
@@ -48,6 +50,15 @@ def render(portrait: str, speech: Speech | SpeechStream, out: Path, renderer: Re
     data = PORTRAITS[portrait].read_bytes()
     renderer = renderer or Renderer()
     return renderer.render(load_image(data), speech, DEFAULT_CONFIG, choose_driver(None, data), out)
+
+
+def sound_level(speech: Speech, n_frames: int, fps: int = 25) -> np.ndarray:
+    """The reference the lip-sync benchmarks measure the mouth against: each frame's RMS (40 ms window) by
+    the whole talk's 95th percentile, clipped at 1.2 (the renderer's own loudness is causal: it cannot
+    know the whole talk; these figures were measured this way before it streamed)."""
+    rms = frame_rms(speech.samples, speech.sample_rate, n_frames, fps)
+    scale = np.percentile(rms, 95) if rms.size else 0.0
+    return np.clip(rms / scale, 0, 1.2) if scale > 1e-6 else np.zeros(n_frames)
 
 
 def write_rows_csv(path: Path, count: int, text: str) -> Path:

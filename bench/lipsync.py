@@ -18,12 +18,11 @@ from pathlib import Path
 import av
 import numpy as np
 from talkmill_engine.render.face import FaceFinder
-from talkmill_engine.render.visemes import loudness
 from talkmill_engine.speech.catalogue import voice_by_id
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.timing import Speech
 
-from bench.common import PORTRAITS, render, text_of_seconds
+from bench.common import PORTRAITS, render, sound_level, text_of_seconds
 
 LIP_PAIRS = [(13, 14), (82, 87), (312, 317)]
 LAGS = range(-3, 4)
@@ -72,7 +71,7 @@ def main() -> None:
         for name in PORTRAITS:
             result = render(name, speech, Path(tmp) / f"{name}.mp4")
             mouth = lip_openings(result.path, faces)
-            rms = loudness(speech.samples, speech.sample_rate, len(mouth), 25)
+            rms = sound_level(speech, len(mouth))
             rs = {lag: lagged_r(mouth, rms, lag) for lag in LAGS}
             best = max(rs[-1], rs[0], rs[1])
             verdict = "PASS" if best >= TARGET else "FAIL"

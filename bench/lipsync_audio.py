@@ -30,7 +30,7 @@ from talkmill_engine.speech.catalogue import voice_by_id
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.timing import Speech
 
-from bench.common import PORTRAITS, render, text_of_seconds
+from bench.common import PORTRAITS, render, sound_level, text_of_seconds
 from bench.lipsync import LAGS, lagged_r, lip_openings, shifted_baseline
 
 MODES = ("transcript", "phone loop", "loudness")
@@ -112,7 +112,7 @@ def _print_rendered(speeches: dict[str, Speech], tmp: Path) -> None:
         for mode, speech in speeches.items():
             result = render(name, speech, tmp / f"{name}-{mode.replace(' ', '_')}.mp4", renderer)
             mouth = lip_openings(result.path, faces)
-            rms = loudness(speech.samples, speech.sample_rate, len(mouth), FPS)
+            rms = sound_level(speech, len(mouth), FPS)
             rs = {lag: lagged_r(mouth, rms, lag) for lag in LAGS}
             best = max(rs[-1], rs[0], rs[1])
             verdict = ("PASS" if best >= TARGET else "FAIL") if mode == "transcript" else ""

@@ -35,6 +35,7 @@ TRACKS = ("jaw", "width", "press", "tongue")
 # Loudness is measured against the first 2 s of speech, then against all of it so far: never the whole
 # talk, which the renderer does not have yet while later sentences are spoken.
 NORMALISER_SECONDS = 2.0
+_RMS_BLOCK_FRAMES = 250  # 10 s
 
 
 class Shape(NamedTuple):
@@ -108,15 +109,28 @@ def frame_count(duration: float, fps: int) -> int:
 def loudness(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> np.ndarray:
     """RMS per video frame (40 ms window centred on the frame), normalised to 0..1 by a running 95th
     percentile (running_scale): a frame's loudness never changes as more speech comes."""
-    hop = sample_rate / fps
-    centres = (np.arange(n_frames) + 0.5) * hop
-    half = int(hop / 2)
-    squared = np.concatenate([[0.0], np.cumsum(samples.astype(np.float64) ** 2)])
-    lo = np.clip((centres - half).astype(int), 0, len(samples))
-    hi = np.clip((centres + half).astype(int), 0, len(samples))
-    rms = np.sqrt((squared[hi] - squared[lo]) / np.maximum(hi - lo, 1))
+    rms = frame_rms(samples, sample_rate, n_frames, fps)
     scale = running_scale(rms, int(NORMALISER_SECONDS * fps))
     return np.where(scale > 1e-6, np.clip(rms / np.maximum(scale, 1e-6), 0, 1.2), 0.0)
+
+
+def frame_rms(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int) -> np.ndarray:
+    """RMS of each frame's 40 ms window, summed a block of frames at a time: a whole talk's squares in
+    float64 (~40 MB for a minute, at every sentence while it streams) would sit beside the speech engine's
+    peak. Blocks start at fixed frames, so a frame's value does not depend on how much audio follows."""
+    hop = sample_rate / fps
+    half = int(hop / 2)
+    centres = (np.arange(n_frames) + 0.5) * hop
+    lo = np.clip((centres - half).astype(int), 0, len(samples))
+    hi = np.clip((centres + half).astype(int), 0, len(samples))
+    rms = np.zeros(n_frames)
+    for first in range(0, n_frames, _RMS_BLOCK_FRAMES):
+        block = slice(first, first + _RMS_BLOCK_FRAMES)
+        start, end = lo[block][0], hi[block][-1]
+        squared = np.concatenate([[0.0], np.cumsum(samples[start:end].astype(np.float64) ** 2)])
+        sums = squared[hi[block] - start] - squared[lo[block] - start]
+        rms[block] = np.sqrt(sums / np.maximum(hi[block] - lo[block], 1))
+    return rms
 
 
 def heard_frames(n_samples: int, sample_rate: int, fps: int) -> int:

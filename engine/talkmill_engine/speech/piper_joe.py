@@ -25,9 +25,6 @@ from talks_contract.voices import Prosody
 JOE = Voice("en-US-joe", "Joe", "en-US", "male", "piper", languages=("en-us", "en"))
 NOISE_SCALE = 0.5  # less than joe's 0.667: steadier voice
 NOISE_W_SCALE = 0.0  # no duration noise: the same text always gives the same length (frame count)
-# Peak memory grows ~1 MB per character of one run: 160-character pieces put a worker at ~415 MB, over the
-# 400 MB target (issue 11); longer sentences are cut at clauses, where a pause is natural.
-MAX_PIECE_CHARS = 120
 ALIGNED_DIR = Path(sys.prefix) / "share" / "talkmill" / "piper"  # beside Kokoro's files (kokoro_files)
 
 
@@ -109,7 +106,7 @@ def _sentences(piper: Any, text: str, prosody: Prosody) -> Iterator[tuple[np.nda
         noise_w_scale=NOISE_W_SCALE,
         normalize_audio=False,
     )
-    for piece in split_for_synthesis(text, MAX_PIECE_CHARS):
+    for piece in split_for_synthesis(text):
         for chunk in piper.synthesize(piece, syn_config=config, include_alignments=True):
             yield chunk_speech(chunk, prosody.pitch, piper.config.sample_rate)
 
