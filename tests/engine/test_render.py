@@ -279,11 +279,11 @@ def test_a_closed_lid_is_skin_with_its_texture(renderer, faces, portrait):
         assert detail(closed, lid) > 0.5 * detail(framing.work, cheek)  # and textured, not paint
 
 
-def test_the_glasses_frame_keeps_still_when_the_brows_rise(renderer):
+def test_the_glasses_frame_keeps_still_when_the_brows_rise(renderer, faces):
     moved, frame_moved = {}, {}
     for portrait in (GRACE, ASTRONAUT):
         _, framing, rig = renderer.prepare(load_image(portrait.read_bytes()), CONFIG)
-        assert rig.glasses is (portrait == GRACE) is wears_glasses(framing.work, renderer.faces.landmarks(framing.work))
+        assert rig.glasses is (portrait == GRACE) is wears_glasses(framing.work, faces.landmarks(framing.work))
         animator = FaceAnimator(framing.work, rig)
         still, raised = animator.frame({}), animator.frame({"brow": 1.0})
         lids = rig.base[[i for eye in L.EYES for i in eye["upper"]]]

@@ -84,6 +84,17 @@ class FaceFinder:
         points = result.multi_face_landmarks[0].landmark
         return np.array([(p.x * w, p.y * h, p.z * w) for p in points], dtype=np.float32)
 
+    def close(self) -> None:
+        """Frees the models' memory (~45 MB, with their threads)."""
+        for model in (*self._detectors, self._mesh):
+            model.close()
+
+    def __enter__(self) -> FaceFinder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _detect(self, image: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         h, w = image.shape[:2]
         for detector in self._detectors:  # full range (small faces) first, then short range

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from talkmill_engine.memory import release_freed_memory, tune_malloc
 from talkmill_engine.render.animate import FaceAnimator
 from talkmill_engine.render.compose import Framing, LogoOverlay, Stopwatch
 from talkmill_engine.render.drivers import Driver
@@ -38,10 +39,13 @@ class RenderResult:
 
 
 class Renderer:
-    """Holds the face model; `render` is called once per talk, in a worker process."""
+    """`render` is called once per talk, in a worker process. The face models open for each talk's first
+    moments only (60 ms once mediapipe is loaded): held through the render, their ~45 MB added to the speech
+    engine's peak while a talk streams (joe's worker went over 400 MB)."""
 
     def __init__(self) -> None:
-        self.faces = FaceFinder()
+        tune_malloc()  # before the renderer's threads start
+        FaceFinder().close()  # mediapipe's libraries load here, once per worker
 
     def render(
         self,
@@ -87,9 +91,11 @@ class Renderer:
 
     def prepare(self, image: np.ndarray, config: dict[str, Any]) -> tuple[FaceFit, Framing, Rig]:
         """The face found in `image`, the crop it is animated in, and its rig."""
-        fit = self.faces.find(image, float(config.get("align_expand_factor", 0.3)))
-        frame = Framing(image, fit, stitch=bool(config.get("stitch")), sharpen=bool(config.get("sharpen", True)))
-        landmarks = self.faces.landmarks(frame.work)
+        with FaceFinder() as faces:
+            fit = faces.find(image, float(config.get("align_expand_factor", 0.3)))
+            frame = Framing(image, fit, stitch=bool(config.get("stitch")), sharpen=bool(config.get("sharpen", True)))
+            landmarks = faces.landmarks(frame.work)
+        release_freed_memory()
         glasses = wears_glasses(frame.work, landmarks)
         rig = Rig(landmarks, frame.work_size, float(config.get("normalization_factor", 1)), glasses=glasses)
         return fit, frame, rig
