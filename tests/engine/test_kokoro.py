@@ -12,9 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from talkmill_engine.render import visemes
-from talkmill_engine.speech import kokoro, kokoro_cjk, kokoro_files, kokoro_timing
+from talkmill_engine.speech import (
+    kokoro,
+    kokoro_cjk,
+    kokoro_files,
+    kokoro_graph,
+    kokoro_phonemes,
+    kokoro_timing,
+)
 from talkmill_engine.speech.catalogue import resolve_voice, voice_by_id
 from talkmill_engine.speech.kokoro_files import KokoroFilesError
+from talkmill_engine.speech.onnx_session import cpu_session
 from talkmill_engine.speech.synthesizer import Synthesizer
 from talkmill_engine.speech.text import split_for_synthesis
 from talkmill_engine.speech.timing import PAUSE, Speech
@@ -270,19 +278,46 @@ def test_a_corrupted_voice_is_refused_loudly(kokoro_copy: Path) -> None:
         kokoro_files.read_voice("af_heart")
 
 
-def test_the_engine_refuses_to_start_on_a_corrupted_model(kokoro_copy: Path) -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["timed model", "int8-activation model"])
+def test_the_engine_refuses_to_start_on_a_corrupted_model(
+    kokoro_copy: Path, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`talkmill-engine serve` names the wrong file, expected vs found, and the fix; it never speaks."""
-    model = kokoro_files.model_path()
+    model = kokoro_files.fast_model_path() if fast else kokoro_files.model_path()
     corrupt(model)
-    expected = kokoro_files.MANIFEST["model"]["sha256"]
+    spec = kokoro_files.MANIFEST["model"]
+    expected = spec["int8_activations"]["sha256"] if fast else spec["sha256"]
     data_dir = str(kokoro_copy / "data")
     command = [*ENGINE_COMMAND, "serve", "--port", "0", "--data-dir", data_dir, "--workers", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert str(model) in done.stderr and f"expected {expected}" in done.stderr
     assert "scripts/bootstrap" in done.stderr
+    monkeypatch.setattr(kokoro_graph, "has_vnni", lambda: fast)  # the model this CPU would load
     with pytest.raises(KokoroFilesError, match="model .* expected"):
         kokoro_files.checked_model_path()
+
+
+def test_the_int8_activation_model_speaks_the_timed_models_audio_bit_for_bit() -> None:
+    if not kokoro_graph.has_vnni():
+        pytest.skip("this CPU has no VNNI: the engine keeps the timed model")
+    phonemes = kokoro_phonemes.phonemize("Over the past three months our team shipped four features.", "en-us")
+    tokens = kokoro_phonemes.tokens_of(phonemes)
+    inputs = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "speed": np.array([1.0], np.float32),
+              "style": kokoro.style_vectors("af_heart")[len(tokens) - 1]}  # fmt: skip
+    timed, fast = (cpu_session(str(path), 2).run(None, inputs)
+                   for path in (kokoro_files.model_path(), kokoro_files.fast_model_path()))  # fmt: skip
+    assert len(timed[0].reshape(-1)) > 24000
+    assert all(np.array_equal(a, b) for a, b in zip(timed, fast))  # audio and frames per token
+
+
+def test_vnni_is_read_from_the_cpus_flags(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert kokoro_graph.has_vnni(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert not kokoro_graph.has_vnni(cpuinfo)
+    assert not kokoro_graph.has_vnni(tmp_path / "absent")
 
 
 def test_a_corrupted_model_part_is_refused_at_install(tmp_path: Path) -> None:
@@ -300,4 +335,4 @@ def test_a_corrupted_model_part_is_refused_at_install(tmp_path: Path) -> None:
 
 def test_missing_files_are_each_named(tmp_path: Path) -> None:
     found = kokoro_files.problems(tmp_path)
-    assert len(found) == 1 + 54 and all("is missing" in line for line in found)
+    assert len(found) == 2 + 54 and all("is missing" in line for line in found)
