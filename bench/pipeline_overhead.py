@@ -28,6 +28,7 @@ import httpx
 
 from bench.common import peak_rss_mb, quiet_prefect_env, start_prefect_api, write_rows_csv
 from bench.fake_talks import serve
+from flows.server_settings import batch_task_run_recording
 
 POLL = 0.05  # seconds, both sides
 PRESENTER = "https://presenters.example/portrait.jpg"  # a URL: passed through, never fetched by the fake
@@ -91,6 +92,7 @@ def stats(url: str) -> dict:
 
 def main() -> None:
     quiet_prefect_env()
+    batch_task_run_recording()  # as `python -m flows.content_to_video` does for its temporary API
     parser = argparse.ArgumentParser()
     parser.add_argument("--scripts", type=int, default=200)
     parser.add_argument("--latency", type=float, default=2.0)

@@ -109,4 +109,7 @@ def log_plan(store: ObjectStore, run_id: str, rows: list[ManifestRow], sources: 
 if __name__ == "__main__":
     import sys
 
+    from flows.server_settings import batch_task_run_recording
+
+    batch_task_run_recording()  # for Prefect's temporary API, started by the run below when no API is named
     asyncio.run(content_to_video(sys.argv[1:] or ["examples"]))

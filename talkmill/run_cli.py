@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.server_settings import batch_task_run_recording
+
 console = Console(stderr=True)
 
 
@@ -27,6 +29,7 @@ def quiet_prefect(verbose: bool) -> None:
     # Prefect's temporary API (a run without PREFECT_API_URL) took 24-80 s to start on a loaded 2-core
     # machine; its default 20 s wait then kills the run with a traceback. Wait as long as that can take.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    batch_task_run_recording()  # for the server this run or serve starts (talkmill's own, or a temporary one)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         # Prefect's client services log outside the "prefect" tree, so the level above misses them: their

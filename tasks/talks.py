@@ -45,8 +45,9 @@ async def make_videos(todo: list[tuple[Script, ManifestRow]], backend: Backend, 
 
     async def worker() -> None:
         for script, row in pending:
-            # quote(): these hold no futures; Prefect need not walk them (a client, a store) on every call
-            finished.append(await make_video(script, row, quote(backend), quote(store)))
+            # quote(): none of these holds a future; Prefect would walk every field of each twice per task
+            # run, for its inputs and to resolve them (the script and row alone: ~0.3 ms a talk)
+            finished.append(await make_video(quote(script), quote(row), quote(backend), quote(store)))
 
     await asyncio.gather(*(worker() for _ in range(backend.config.concurrency + 1)))
     return finished

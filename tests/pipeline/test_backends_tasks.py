@@ -145,6 +145,31 @@ def test_a_backend_with_no_wire_format_drives_the_talk_stage(tmp_path: Path) -> 
     assert replanned["scr_face"].status == "planned"
 
 
+def test_each_talk_is_a_task_run_named_for_its_script(tmp_path: Path) -> None:
+    """People watch the talks in Prefect's UI: one task run per talk, named video-<script id>, Completed
+    (whether its row is done or failed: the row says which), though its inputs are quote()d."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    from tests.deploy.prefect_server import wait_for
+
+    endings = {"scr_seen_done": TalkResult("tlk_scr_seen_done", "done", "mem://video", 1.0),
+               "scr_seen_failed": TalkResult("tlk_scr_seen_failed", "rejected")}
+    make(ScriptedTalks(endings, existing={}), [script_for(script_id) for script_id in endings],
+         open_store(str(tmp_path)))
+    names = [f"video-{script_id}" for script_id in endings]
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)))
+
+    def recorded() -> dict[str, str] | None:  # the server records task runs from events, a moment later
+        found = {run.name: run.state_type.value for run in asyncio.run(read()) if run.state_type}
+        return found if found == dict.fromkeys(names, "COMPLETED") else None
+
+    wait_for(recorded, 30, "a Completed task run per talk")
+
+
 def test_a_sidecar_from_before_the_seam_is_still_read(tmp_path: Path) -> None:
     """Sidecars written before the backend seam hold only D-ID's talk: a re-run still skips their video."""
     script = script_for("scr_old")
